@@ -26,6 +26,12 @@ class Settings:
     )
     topic: str = field(default="engage.contents", metadata={"env": "ENGAGE_TOPIC"})
     dlq_topic: str = field(default="engage.contents.dlq", metadata={"env": "ENGAGE_DLQ_TOPIC"})
+    activity_topic: str = field(
+        default="engage.agent-activity", metadata={"env": "ENGAGE_ACTIVITY_TOPIC"}
+    )
+    summary_topic: str = field(
+        default="engage.partition-summaries", metadata={"env": "ENGAGE_SUMMARY_TOPIC"}
+    )
     connector_host: str = field(default="127.0.0.1", metadata={"env": "CONNECTOR_HOST"})
     connector_port: int = field(default=8080, metadata={"env": "CONNECTOR_PORT"})
     webhook_secret: str | None = field(default=None, metadata={"env": "ENGAGE_WEBHOOK_SECRET"})

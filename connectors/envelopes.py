@@ -1,0 +1,307 @@
+"""What a webhook delivery means: envelope bytes -> canonical records + dead letters.
+
+Pure and fast (runs once per HTTP request): no HTTP, no Kafka, no logging. Two shapes:
+
+* classic Engage Digital: ``{"id", "domain_id", "events": [{"type", "id", "issued_at",
+  "user_id", "resource": {"type", "id", "metadata": {...snake_case content...}}}]}``;
+* RingCentral platform: ``{"uuid", "event", "timestamp", "body": {...camelCase content...}}``.
+
+An envelope we cannot read at all raises ``EnvelopeError`` (the HTTP 400 message). Inside a
+readable envelope, every event becomes either one ``ContentEvent`` or one ``DeadLetter``
+(the delivery is authentic, so nothing is dropped silently):
+
+* ``event_type`` is kept as delivered: ``content.imported`` (classic) or the full event path
+  ``/cx/social-messaging/v1/contents/Imported`` (platform).
+* Only content events become records (the record needs a content id and a thread id). Other
+  families (``intervention.*``, ``task.*``, ...) go to the DLQ as ``non_content_event``,
+  kept for later use without misleading the stream workers.
+* ``event_time`` = the content's ``created_at``/``creationTime``, else the event's
+  ``issued_at``/``timestamp`` (a date-only ``created_at`` counts as absent). A timestamp that is
+  present but unreadable sends the event to the DLQ (``invalid_timestamp``).
+* ``status`` is normalised to snake_case (``UserReply`` -> ``user_reply``) so both origins
+  read alike; ``direction``/``agent_id``/``automatic`` follow shared/engage/README.md.
+* The customer's words (``body``, ``title``...) are copied only when ``forward_body`` is on,
+  and stripped from dead letters unless forwarding is on.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any, Final, Literal
+
+import msgspec
+import orjson
+
+from engage_streams.record import ContentEvent, Direction
+
+Endpoint = Literal["engage", "ringcentral"]
+
+# Dead-letter reasons: a small fixed set (they are metric label values).
+NOT_AN_OBJECT: Final = "event_not_object"
+MISSING_EVENT_ID: Final = "missing_event_id"
+MISSING_EVENT_TYPE: Final = "missing_event_type"
+NON_CONTENT_EVENT: Final = "non_content_event"
+MISSING_CONTENT_ID: Final = "missing_content_id"
+MISSING_THREAD_ID: Final = "missing_thread_id"
+MISSING_TIMESTAMP: Final = "missing_timestamp"
+INVALID_TIMESTAMP: Final = "invalid_timestamp"
+INVALID_FIELD: Final = "invalid_field"
+
+AGENT_STATUSES: Final = frozenset({"user_reply", "user_initiated", "pending_approval"})
+# Keys holding someone's words: dropped from dead letters unless forwarding is on.
+WORDS_KEYS: Final = frozenset(
+    {"body", "body_formatted", "bodyFormatted", "title", "thread_title", "threadTitle", "subject"}
+)
+
+
+class EnvelopeError(ValueError):
+    """The request body is not an envelope of this endpoint; the message says why (HTTP 400)."""
+
+
+class DeadLetter(msgspec.Struct, frozen=True):
+    """An authentic event that could not become a record, with the reason why."""
+
+    reason: str
+    event: Any
+
+
+class Delivery(msgspec.Struct, frozen=True):
+    """One webhook request, understood: the records to publish and the dead letters."""
+
+    records: list[ContentEvent]
+    dead_letters: list[DeadLetter]
+
+
+class _Rejected(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def parse_classic(raw: bytes, *, received_at: datetime, forward_body: bool) -> Delivery:
+    """Read a classic Engage Digital delivery (one or many events)."""
+    envelope = _load_object(raw)
+    events = envelope.get("events")
+    if not isinstance(events, list):
+        raise EnvelopeError("field 'events' must be a list")
+    domain_id = envelope.get("domain_id")
+    if domain_id is not None and (
+        isinstance(domain_id, bool) or not isinstance(domain_id, str | int)
+    ):
+        raise EnvelopeError("field 'domain_id' must be a string or an integer")
+    records: list[ContentEvent] = []
+    dead: list[DeadLetter] = []
+    for event in events:
+        try:
+            records.append(_classic_record(event, received_at, forward_body))
+        except _Rejected as rejected:
+            dead.append(DeadLetter(rejected.reason, _redacted(event, forward_body)))
+    return Delivery(records, dead)
+
+
+def parse_platform(raw: bytes, *, received_at: datetime, forward_body: bool) -> Delivery:
+    """Read a RingCentral platform notification (exactly one event)."""
+    envelope = _load_object(raw)
+    if not isinstance(envelope.get("event"), str):
+        raise EnvelopeError("field 'event' must be a string")
+    if not isinstance(envelope.get("body"), dict):
+        raise EnvelopeError("field 'body' must be an object")
+    try:
+        record = _platform_record(envelope, received_at, forward_body)
+    except _Rejected as rejected:
+        return Delivery([], [DeadLetter(rejected.reason, _redacted(envelope, forward_body))])
+    return Delivery([record], [])
+
+
+def dead_letter_value(item: DeadLetter, *, endpoint: Endpoint, received_at: datetime) -> bytes:
+    """The DLQ record value: ``{reason, endpoint, received_at, event}`` as JSON."""
+    return orjson.dumps(
+        {
+            "reason": item.reason,
+            "endpoint": endpoint,
+            "received_at": received_at.isoformat().replace("+00:00", "Z"),
+            "event": item.event,
+        }
+    )
+
+
+def strip_words(value: Any) -> Any:
+    """``value`` without the text fields that may hold a customer's words (recursive)."""
+    if isinstance(value, dict):
+        return {
+            k: strip_words(v)
+            for k, v in value.items()
+            if k not in WORDS_KEYS or isinstance(v, dict | list)
+        }
+    if isinstance(value, list):
+        return [strip_words(v) for v in value]
+    return value
+
+
+def snake_status(status: str) -> str:
+    """``UserReply`` / ``user_reply`` / ``pending approval`` -> ``user_reply`` style."""
+    return _SEPARATORS.sub("_", _CAMEL_BOUNDARY.sub(r"\1_\2", status)).lower()
+
+
+_CAMEL_BOUNDARY = re.compile(r"([a-z0-9])([A-Z])")
+_SEPARATORS = re.compile(r"[\s\-]+")
+
+
+def _load_object(raw: bytes) -> dict[str, Any]:
+    try:
+        envelope = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise EnvelopeError("body is not valid UTF-8 JSON") from None
+    if not isinstance(envelope, dict):
+        raise EnvelopeError("body must be a JSON object")
+    return envelope
+
+
+def _redacted(event: Any, forward_body: bool) -> Any:
+    return event if forward_body else strip_words(event)
+
+
+def _classic_record(event: Any, received_at: datetime, forward_body: bool) -> ContentEvent:
+    if not isinstance(event, dict):
+        raise _Rejected(NOT_AN_OBJECT)
+    event_type = _text(event, "type", MISSING_EVENT_TYPE)
+    event_id = _text(event, "id", MISSING_EVENT_ID)
+    if not event_type.startswith("content."):
+        raise _Rejected(NON_CONTENT_EVENT)
+    resource = event.get("resource")
+    if not isinstance(resource, dict):
+        raise _Rejected(MISSING_CONTENT_ID)
+    metadata = resource.get("metadata")
+    if metadata is None:
+        metadata = {}
+    elif not isinstance(metadata, dict):
+        raise _Rejected(INVALID_FIELD)
+    content_id = _optional_text(resource, "id") or _optional_text(metadata, "id")
+    if content_id is None:
+        raise _Rejected(MISSING_CONTENT_ID)
+    thread_id = _text(metadata, "thread_id", MISSING_THREAD_ID)
+    event_time = _content_time(metadata.get("created_at"), event.get("issued_at"))
+    status = _optional_text(metadata, "status")
+    status = snake_status(status) if status is not None else None
+    creator_id = _optional_text(metadata, "creator_id")
+    direction: Direction = (
+        "outbound" if creator_id is not None or status in AGENT_STATUSES else "inbound"
+    )
+    agent_id = creator_id
+    if agent_id is None and direction == "outbound":
+        agent_id = _optional_text(event, "user_id")
+    return ContentEvent(
+        event_id=event_id,
+        event_type=event_type,
+        origin="engage",
+        event_time=event_time,
+        received_at=received_at,
+        content_id=content_id,
+        thread_id=thread_id,
+        intervention_id=_optional_text(metadata, "intervention_id"),
+        source_id=_optional_text(metadata, "source_id"),
+        source_type=_optional_text(metadata, "source_type"),
+        author_id=_optional_text(metadata, "author_id"),
+        agent_id=agent_id,
+        in_reply_to_id=_optional_text(metadata, "in_reply_to_id"),
+        direction=direction,
+        automatic=metadata.get("auto_submitted") is True,
+        status=status,
+        body=_words(metadata.get("body")) if forward_body else None,
+    )
+
+
+def _platform_record(
+    envelope: dict[str, Any], received_at: datetime, forward_body: bool
+) -> ContentEvent:
+    event_type: str = envelope["event"]
+    content: dict[str, Any] = envelope["body"]
+    event_id = _text(envelope, "uuid", MISSING_EVENT_ID)
+    if "/contents/" not in event_type:
+        raise _Rejected(NON_CONTENT_EVENT)
+    content_id = _text(content, "id", MISSING_CONTENT_ID)
+    thread_id = _text(content, "threadId", MISSING_THREAD_ID)
+    event_time = _content_time(content.get("creationTime"), envelope.get("timestamp"))
+    status = _optional_text(content, "status")
+    status = snake_status(status) if status is not None else None
+    creator_id = _optional_text(content, "creatorId")
+    outgoing = content.get("contentDirection") == "Outgoing"
+    direction: Direction = (
+        "outbound" if outgoing or creator_id is not None or status in AGENT_STATUSES else "inbound"
+    )
+    return ContentEvent(
+        event_id=event_id,
+        event_type=event_type,
+        origin="ringcentral",
+        event_time=event_time,
+        received_at=received_at,
+        content_id=content_id,
+        thread_id=thread_id,
+        intervention_id=_optional_text(content, "interventionId"),
+        source_id=_optional_text(content, "sourceId") or _optional_text(content, "channelId"),
+        source_type=(
+            _optional_text(content, "sourceType") or _optional_text(content, "channelType")
+        ),
+        author_id=_optional_text(content, "authorIdentityId"),
+        agent_id=creator_id,
+        in_reply_to_id=_optional_text(content, "inReplyToContentId"),
+        direction=direction,
+        automatic=content.get("autoSubmitted") is True,
+        status=status,
+        body=_words(content.get("body")) if forward_body else None,
+    )
+
+
+def _optional_text(obj: dict[str, Any], key: str) -> str | None:
+    """An id-like field: string (empty = absent) or integer, as a string."""
+    value = obj.get(key)
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise _Rejected(INVALID_FIELD)
+
+
+def _words(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _text(obj: dict[str, Any], key: str, missing_reason: str) -> str:
+    value = _optional_text(obj, key)
+    if value is None:
+        raise _Rejected(missing_reason)
+    return value
+
+
+def _content_time(created: Any, issued: Any) -> datetime:
+    created_time = _timestamp(created)
+    if created_time is not None:
+        return created_time
+    issued_time = _timestamp(issued)
+    if issued_time is None:
+        raise _Rejected(MISSING_TIMESTAMP)
+    return issued_time
+
+
+def _timestamp(value: Any) -> datetime | None:
+    """ISO-8601 -> aware UTC datetime; ``None`` when absent or date-only; rejects garbage."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise _Rejected(INVALID_TIMESTAMP)
+    if len(value) == 10 and "T" not in value:  # a day ("date" style), not a moment
+        try:
+            datetime.strptime(value, "%Y-%m-%d")
+        except ValueError:
+            raise _Rejected(INVALID_TIMESTAMP) from None
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise _Rejected(INVALID_TIMESTAMP) from None
+    if moment.tzinfo is None:  # Engage writes UTC; a missing offset means UTC
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)

@@ -1,0 +1,55 @@
+"""The connector's Prometheus metrics, in their own registry (served on ``/metrics``).
+
+Names are the public contract (shared/CONTRACT.md); labels hold only bounded values:
+endpoint names, HTTP codes, event types, dead-letter reasons. Never ids of people or words.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+# Kafka acknowledgements on one machine take a few ms; the SLO is p99 < 50 ms.
+PUBLISH_LATENCY_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+
+
+class ConnectorMetrics:
+    """Counters and the publish-latency histogram of one connector process.
+
+    >>> metrics = ConnectorMetrics()
+    >>> metrics.requests.labels(endpoint="engage", code="200").inc()
+    >>> b"engage_webhook_requests_total" in metrics.exposition()
+    True
+    """
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "engage_webhook_requests",
+            "Webhook requests answered, by endpoint and HTTP status code.",
+            ["endpoint", "code"],
+            registry=self.registry,
+        )
+        self.published = Counter(
+            "engage_events_published",
+            "Canonical events acknowledged by Kafka, by event type.",
+            ["event_type"],
+            registry=self.registry,
+        )
+        self.dead_letters = Counter(
+            "engage_dlq_events",
+            "Authentic events written to the dead-letter topic, by reason.",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.publish_latency = Histogram(
+            "engage_publish_latency_seconds",
+            "Time from handing a delivery's records to the producer to Kafka's acknowledgement.",
+            buckets=PUBLISH_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+
+    def exposition(self) -> bytes:
+        """The Prometheus text format of every metric here."""
+        return generate_latest(self.registry)

@@ -1,0 +1,354 @@
+"""The webhook receiver: Engage deliveries in, canonical records acknowledged by Kafka out.
+
+Thin HTTP shell over ``envelopes`` (what a delivery means) and ``publisher`` (Kafka). Order
+of checks on a delivery: authenticity (401, before reading the body), size (413, enforced
+while reading), envelope (400, says what is wrong), Kafka (503 + Retry-After when it does not
+acknowledge every record in ``ENGAGE_PUBLISH_TIMEOUT_SECONDS``), else 200. Logs are
+``key=value`` lines that never hold message bodies or secrets.
+
+``create_app(settings, publisher)`` builds the aiohttp app (tests run it in-process);
+``main(settings, argv)`` is ``engage-streams connector``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hmac
+import logging
+import math
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Final
+
+import orjson
+from aiohttp import web
+from aiokafka.errors import KafkaError
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from connectors.envelopes import (
+    Delivery,
+    Endpoint,
+    EnvelopeError,
+    dead_letter_value,
+    parse_classic,
+    parse_platform,
+)
+from connectors.metrics import ConnectorMetrics
+from connectors.publisher import KafkaPublisher, Message, Publisher, PublishError
+from engage_streams.localkafka import LocalKafkaError, ensure_topics
+from engage_streams.record import encode_event
+from engage_streams.settings import Settings, SettingsError
+
+log = logging.getLogger("connectors.server")
+
+METRICS: Final = web.AppKey("metrics", ConnectorMetrics)
+MAX_VALIDATION_TOKEN_CHARS: Final = 1024
+Parser = Callable[..., Delivery]
+
+
+def check_authentication(settings: Settings) -> None:
+    """Refuse to run an open receiver by accident (the message names the setting)."""
+    if settings.webhook_secret is None and not settings.allow_unauthenticated:
+        raise SettingsError(
+            "ENGAGE_WEBHOOK_SECRET is not set: set it to the secret configured on the Engage "
+            "webhook (sent as X-Dimelo-Secret), or set ENGAGE_ALLOW_UNAUTHENTICATED=1 to accept "
+            "unsigned deliveries (development only)"
+        )
+
+
+def create_app(
+    settings: Settings, publisher: Publisher, *, metrics: ConnectorMetrics | None = None
+) -> web.Application:
+    """The connector's aiohttp application (routes only; the publisher is started by the caller)."""
+    check_authentication(settings)
+    receiver = _Receiver(settings, publisher, metrics or ConnectorMetrics())
+    app = web.Application()
+    app[METRICS] = receiver.metrics
+    app.router.add_get("/webhooks/engage", receiver.engage_handshake)
+    app.router.add_post("/webhooks/engage", receiver.engage_delivery)
+    app.router.add_post("/webhooks/ringcentral", receiver.ringcentral_delivery)
+    app.router.add_get("/healthz", receiver.healthz)
+    app.router.add_get("/readyz", receiver.readyz)
+    app.router.add_get("/metrics", receiver.metrics_page)
+    return app
+
+
+class _Receiver:
+    def __init__(self, settings: Settings, publisher: Publisher, metrics: ConnectorMetrics) -> None:
+        self.settings = settings
+        self.publisher = publisher
+        self.metrics = metrics
+        self._retry_after = str(max(1, math.ceil(settings.publish_timeout_seconds)))
+
+    # --- Engage classic -------------------------------------------------------------------
+    async def engage_handshake(self, request: web.Request) -> web.Response:
+        if not self._engage_secret_ok(request):
+            return self._refuse("engage", 401, "missing or wrong X-Dimelo-Secret")
+        query = request.query
+        challenge = query.get("hub.challenge")
+        if query.get("hub.mode") != "subscribe" or not challenge:
+            return self._refuse("engage", 400, "expected hub.mode=subscribe and a hub.challenge")
+        expected = self.settings.verify_token
+        if expected is None or not _same(query.get("hub.verify_token"), expected):
+            return self._refuse("engage", 403, "hub.verify_token does not match")
+        self._count("engage", 200)
+        return web.Response(text=challenge, content_type="text/plain")
+
+    async def engage_delivery(self, request: web.Request) -> web.Response:
+        if not self._engage_secret_ok(request):
+            return self._refuse("engage", 401, "missing or wrong X-Dimelo-Secret")
+        return await self._accept("engage", request, parse_classic)
+
+    def _engage_secret_ok(self, request: web.Request) -> bool:
+        expected = self.settings.webhook_secret
+        if expected is None:
+            return self.settings.allow_unauthenticated
+        return _same(request.headers.get("X-Dimelo-Secret"), expected)
+
+    # --- RingCentral platform -------------------------------------------------------------
+    async def ringcentral_delivery(self, request: web.Request) -> web.Response:
+        validation = request.headers.get("Validation-Token")
+        if validation is not None:
+            if len(validation) > MAX_VALIDATION_TOKEN_CHARS:
+                return self._refuse("ringcentral", 400, "Validation-Token is too long")
+            self._count("ringcentral", 200)
+            return web.Response(status=200, headers={"Validation-Token": validation})
+        expected = self.settings.ringcentral_verification_token
+        if expected is None:
+            allowed = self.settings.allow_unauthenticated
+        else:
+            allowed = _same(request.headers.get("Verification-Token"), expected)
+        if not allowed:
+            return self._refuse("ringcentral", 401, "missing or wrong Verification-Token")
+        return await self._accept("ringcentral", request, parse_platform)
+
+    # --- shared delivery path -------------------------------------------------------------
+    async def _accept(
+        self, endpoint: Endpoint, request: web.Request, parse: Parser
+    ) -> web.Response:
+        raw = await _read_bounded(request, self.settings.max_body_bytes)
+        if raw is None:
+            response = self._refuse(
+                endpoint, 413, f"body larger than {self.settings.max_body_bytes} bytes"
+            )
+            response.force_close()  # do not read the rest of an oversized body
+            return response
+        received_at = datetime.now(UTC)
+        try:
+            delivery: Delivery = parse(
+                raw, received_at=received_at, forward_body=self.settings.forward_body
+            )
+        except EnvelopeError as error:
+            return self._refuse(endpoint, 400, str(error))
+        topic = self.settings.topic
+        messages = [
+            Message(topic, record.thread_id.encode(), encode_event(record))
+            for record in delivery.records
+        ]
+        dlq_topic = self.settings.dlq_topic
+        messages.extend(
+            Message(
+                dlq_topic, None, dead_letter_value(item, endpoint=endpoint, received_at=received_at)
+            )
+            for item in delivery.dead_letters
+        )
+        if messages:
+            started = time.perf_counter()
+            try:
+                await self.publisher.publish(
+                    messages, within_seconds=self.settings.publish_timeout_seconds
+                )
+            except PublishError as error:
+                self._count(endpoint, 503)
+                log.warning(
+                    "event=publish_failed endpoint=%s events=%d error=%r",
+                    endpoint,
+                    len(messages),
+                    str(error),
+                )
+                return _json(
+                    503,
+                    {"error": "Kafka is unavailable, retry later"},
+                    headers={"Retry-After": self._retry_after},
+                )
+            self.metrics.publish_latency.observe(time.perf_counter() - started)
+        published = self.metrics.published
+        for record in delivery.records:
+            published.labels(record.event_type).inc()
+        for item in delivery.dead_letters:
+            self.metrics.dead_letters.labels(item.reason).inc()
+            log.info("event=dead_letter endpoint=%s reason=%s", endpoint, item.reason)
+        self._count(endpoint, 200)
+        return _json(
+            200, {"published": len(delivery.records), "dead_lettered": len(delivery.dead_letters)}
+        )
+
+    # --- operations -----------------------------------------------------------------------
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        if await self.publisher.ready():
+            return web.Response(text="ready\n")
+        return web.Response(status=503, text="not ready: Kafka is unreachable\n")
+
+    async def metrics_page(self, request: web.Request) -> web.Response:
+        return web.Response(
+            body=self.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+    def _count(self, endpoint: Endpoint, code: int) -> None:
+        self.metrics.requests.labels(endpoint, str(code)).inc()
+
+    def _refuse(self, endpoint: Endpoint, code: int, message: str) -> web.Response:
+        self._count(endpoint, code)
+        log.warning("event=request_refused endpoint=%s code=%d reason=%r", endpoint, code, message)
+        return _json(code, {"error": message})
+
+
+def _same(given: str | None, expected: str) -> bool:
+    """Constant-time comparison of a presented secret with the configured one."""
+    if given is None:
+        return False
+    return hmac.compare_digest(
+        given.encode("utf-8", "surrogateescape"), expected.encode("utf-8", "surrogateescape")
+    )
+
+
+async def _read_bounded(request: web.Request, limit: int) -> bytes | None:
+    """The body, or ``None`` as soon as it is known to exceed ``limit`` bytes."""
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = await request.content.readany()
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+
+
+def _json(status: int, payload: object, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        status=status, body=orjson.dumps(payload), content_type="application/json", headers=headers
+    )
+
+
+# --- process entry point ------------------------------------------------------------------
+
+
+def main(settings: Settings, argv: list[str]) -> int:
+    """``engage-streams connector``: serve the webhooks until SIGINT/SIGTERM."""
+    parser = argparse.ArgumentParser(
+        prog="engage-streams connector",
+        description="Receive Engage Digital / RingCentral webhooks and publish them to Kafka.",
+        epilog="settings (environment): "
+        + ", ".join(f"{k}={v}" for k, v in settings.describe().items() if _connector_setting(k)),
+    )
+    parser.add_argument("--host", help="listen address (CONNECTOR_HOST)")
+    parser.add_argument("--port", type=int, help="listen port (CONNECTOR_PORT)")
+    parser.add_argument("--bootstrap-servers", help="Kafka brokers (KAFKA_BOOTSTRAP_SERVERS)")
+    args = parser.parse_args(argv)
+    if args.host:
+        settings = replace(settings, connector_host=args.host)
+    if args.port is not None:
+        settings = replace(settings, connector_port=args.port)
+    if args.bootstrap_servers:
+        settings = replace(settings, kafka_bootstrap_servers=args.bootstrap_servers)
+    try:
+        check_authentication(settings)
+    except SettingsError as error:
+        print(f"engage-streams connector: {error}", file=sys.stderr)
+        return 2
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.INFO,
+            format="ts=%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
+        )
+    return asyncio.run(serve(settings))
+
+
+def _connector_setting(variable: str) -> bool:
+    return variable.startswith(("KAFKA_", "CONNECTOR_", "RINGCENTRAL_")) or (
+        variable.startswith("ENGAGE_") and variable.endswith(
+            ("TOPIC", "SECRET", "UNAUTHENTICATED", "VERIFY_TOKEN", "BODY", "BYTES", "SECONDS",
+             "PARTITIONS", "REPLICATION")
+        )
+    )  # fmt: skip
+
+
+async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> int:
+    """Run the connector until ``stop`` is set (or a termination signal arrives)."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        publisher = await _start_publisher(settings, deadline_seconds=30.0, stop=stop)
+    except (KafkaError, OSError) as error:
+        log.error(
+            "event=kafka_unreachable bootstrap=%s error=%s (check KAFKA_BOOTSTRAP_SERVERS)",
+            settings.kafka_bootstrap_servers,
+            type(error).__name__,
+        )
+        return 1
+    try:
+        await ensure_topics(settings)
+    except (KafkaError, OSError, LocalKafkaError) as error:
+        log.error(
+            "event=kafka_unreachable bootstrap=%s error=%s (check KAFKA_BOOTSTRAP_SERVERS)",
+            settings.kafka_bootstrap_servers,
+            type(error).__name__,
+        )
+        await publisher.stop()
+        return 1
+    runner = web.AppRunner(create_app(settings, publisher), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.connector_host, settings.connector_port)
+    try:
+        await site.start()
+        log.info(
+            "event=connector_started url=http://%s:%d topic=%s dlq=%s forward_body=%s",
+            settings.connector_host,
+            settings.connector_port,
+            settings.topic,
+            settings.dlq_topic,
+            settings.forward_body,
+        )
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        await publisher.stop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+    log.info("event=connector_stopped")
+    return 0
+
+
+async def _start_publisher(
+    settings: Settings, *, deadline_seconds: float, stop: asyncio.Event
+) -> KafkaPublisher:
+    """A started publisher; retries while the broker is still coming up (e.g. in the demo)."""
+    deadline = time.monotonic() + deadline_seconds
+    while True:
+        publisher = KafkaPublisher(
+            settings.kafka_bootstrap_servers,
+            request_timeout_seconds=max(15.0, settings.publish_timeout_seconds),
+        )
+        try:
+            await publisher.start()
+            return publisher
+        except KafkaError:
+            await publisher.stop()
+            if time.monotonic() > deadline or stop.is_set():
+                raise
+            await asyncio.sleep(1.0)

@@ -1,0 +1,200 @@
+"""The Faust app ``streams.app:app``: topics, the thread table, and the wiring of the services.
+
+Started by ``engage-streams worker`` (in-process) or ``faust -A streams.app worker``. Settings
+come from the environment (``engage_streams.settings``). What each part does:
+
+- ``engage.contents`` is consumed a fetched batch at a time by ``ContentsPipeline``
+  (``streams.contents``) through ``BatchApp`` (``streams.faust_batch``); the declared agent
+  only makes Faust subscribe, assign and co-partition the ``threads`` table with it.
+- ``threads`` (key = thread id, RocksDB by default) holds per-thread state and, under
+  ``\\x00partition:<p>``, each partition's durable totals (``streams.durable``).
+- ``ClusterReplica`` (``streams.cluster``) reads the agent activity and partition summaries of
+  the whole cluster, for the leaderboard API, the wallboard and ``/channels``.
+- ``WorkerWeb`` (``streams.web``) serves the API, the wallboard and ``/metrics``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import mode
+from aiokafka import AIOKafkaProducer
+
+from engage_streams.settings import Settings
+from streams.channels import encode_summary, summarize
+from streams.cluster import ClusterReplica
+from streams.contents import ContentsPipeline
+from streams.directory import load_directory
+from streams.faust_batch import BatchApp
+from streams.leaderboard import Standings
+from streams.partition import PartitionProcessor
+from streams.scoring import load_scoring_rules
+from streams.sla import SlaPolicy
+from streams.web import WorkerWeb
+
+log = logging.getLogger(__name__)
+
+settings = Settings.from_env()
+
+ACTIVITY_TOPIC = settings.activity_topic
+SUMMARY_TOPIC = settings.summary_topic
+#: Largest changelog record: a partition record carries up to ``max_dirty_threads`` states.
+MAX_RECORD_BYTES = 16 * 1024 * 1024
+
+
+def _broker_urls(bootstrap: str) -> list[str]:
+    return [f"kafka://{server.strip()}" for server in bootstrap.split(",") if server.strip()]
+
+
+app = BatchApp(
+    settings.app_id,
+    broker=_broker_urls(settings.kafka_bootstrap_servers),
+    store=settings.store,
+    datadir=str(Path(settings.data_dir) / "worker-{conf.id}-{conf.web_port}"),
+    topic_partitions=settings.topic_partitions,
+    topic_replication_factor=settings.topic_replication,
+    web_port=settings.worker_web_port,
+    web_bind=settings.worker_host,
+    web_host=settings.worker_host,
+    consumer_auto_offset_reset="earliest",
+    producer_acks=-1,
+    table_standby_replicas=0,
+    broker_commit_interval=2.0,
+    stream_wait_empty=False,
+)
+
+contents_topic = app.topic(
+    settings.topic,
+    internal=True,  # declared (created when missing) by the app
+    key_serializer="raw",
+    value_serializer="raw",
+    partitions=settings.topic_partitions,
+)
+
+threads = app.Table(
+    "threads",
+    partitions=settings.topic_partitions,
+    key_serializer="raw",
+    value_serializer="raw",
+    extra_topic_configs={"max.message.bytes": str(MAX_RECORD_BYTES)},
+    help="Per-thread state and each partition's durable totals (see streams.durable).",
+)
+
+
+@app.agent(contents_topic)
+async def contents(stream: Any) -> None:
+    """Never receives events: ``ContentsPipeline`` takes this topic's batches (see above)."""
+    async for _ in stream:  # pragma: no cover
+        pass
+
+
+def _new_producer() -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+        max_batch_size=1024 * 1024,
+        max_request_size=MAX_RECORD_BYTES + 1024 * 1024,
+        request_timeout_ms=30_000,
+    )
+
+
+pipeline = ContentsPipeline(
+    app=app,
+    table=threads,
+    processor=PartitionProcessor(
+        SlaPolicy.from_file(settings.sla_config),
+        reorder_window_seconds=settings.reorder_window_seconds,
+        idle_horizon_seconds=settings.thread_idle_horizon_seconds,
+    ),
+    topic=settings.topic,
+    activity_topic=ACTIVITY_TOPIC,
+    partitions=settings.topic_partitions,
+    producer_factory=_new_producer,
+)
+app.batch_handlers[settings.topic] = pipeline.on_batch
+
+scoring_rules = load_scoring_rules(settings.scoring_config)
+directory = load_directory(settings.agents_config)
+standings = Standings(scoring_rules, settings.timezone, directory)
+replica = ClusterReplica(
+    bootstrap_servers=settings.kafka_bootstrap_servers,
+    activity_topic=ACTIVITY_TOPIC,
+    summary_topic=SUMMARY_TOPIC,
+    standings=standings,
+)
+web = WorkerWeb(
+    settings=settings,
+    pipeline=pipeline,
+    replica=replica,
+    directory=directory,
+    contents_topic=settings.topic,
+)
+app.web_server(web)
+
+
+def _owned_partitions(assigned: Any) -> set[int]:
+    return {tp.partition for tp in assigned if tp.topic == settings.topic}
+
+
+@app.on_partitions_revoked.connect  # type: ignore[untyped-decorator]
+async def _on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
+    await pipeline.on_revoked(_owned_partitions(revoked))
+
+
+@app.on_rebalance_complete.connect  # type: ignore[untyped-decorator]
+async def _on_rebalance_complete(sender: Any, **kwargs: Any) -> None:
+    await pipeline.on_assigned(_owned_partitions(app.assignor.assigned_actives()))
+
+
+@app.timer(0.5)  # type: ignore[untyped-decorator]
+async def _tick() -> None:
+    await pipeline.tick()
+
+
+@app.service
+class ClusterServices(mode.Service):  # type: ignore[misc]
+    """Creates the side topics, runs the replica, publishes partition summaries."""
+
+    async def on_start(self) -> None:
+        await _ensure_side_topics()
+        await replica.start()
+
+    async def on_stop(self) -> None:
+        await replica.stop()
+        await pipeline.stop()
+
+    @mode.Service.timer(2.0)  # type: ignore[untyped-decorator]
+    async def _publish_summaries(self) -> None:
+        producer = pipeline.producer
+        if producer is None:
+            return
+        now = time.time()
+        sends = [
+            await producer.send(
+                SUMMARY_TOPIC,
+                key=str(partition).encode(),
+                value=encode_summary(summarize(partition, state, now)),
+            )
+            for partition, state in pipeline.snapshots().items()
+        ]
+        if sends:
+            await asyncio.gather(*sends)
+
+
+async def _ensure_side_topics() -> None:
+    await app.topic(
+        ACTIVITY_TOPIC, partitions=settings.topic_partitions, value_serializer="raw"
+    ).maybe_declare()
+    await app.topic(
+        SUMMARY_TOPIC,
+        partitions=settings.topic_partitions,
+        value_serializer="raw",
+        compacting=True,
+        deleting=False,
+    ).maybe_declare()

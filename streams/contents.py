@@ -1,0 +1,269 @@
+"""The contents pipeline of one worker: batches in, durable partition state out.
+
+For every owned partition of ``engage.contents`` this service feeds each fetched batch to the
+``PartitionProcessor`` (the rules), publishes the released agent activities to
+``engage.agent-activity`` (keyed by agent), and flushes the partition's state with the
+protocol in ``streams.durable``: activities acknowledged, then the partition record and the
+dirty threads acknowledged by the changelog, then the local store, then the source offset
+commit. A clock tick releases reorder buffers of caught-up partitions, flushes idle ones and
+drops threads idle past the horizon.
+
+It owns the I/O and the locking; it decides nothing about contact-center rules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from faust.types import TP
+
+from streams.activity import AgentActivity, encode_activity
+from streams.durable import (
+    DurablePartition,
+    apply_locally,
+    finish_flush,
+    load_partition,
+    prepare_flush,
+)
+from streams.faust_batch import commit_offsets, highwater
+from streams.partition import PartitionProcessor, PartitionState, UnreadableRecord
+from streams.thread_store import LocalPartition, local_partition
+
+log = logging.getLogger(__name__)
+
+
+class ContentsPipeline:
+    """Processes the owned partitions of the contents topic; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        app: Any,
+        table: Any,
+        processor: PartitionProcessor,
+        topic: str,
+        activity_topic: str,
+        partitions: int,
+        producer_factory: Callable[[], AIOKafkaProducer],
+        flush_interval_seconds: float = 1.0,
+        max_dirty_threads: int = 2000,
+        expire_every_seconds: float = 3600.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.app = app
+        self.table = table
+        self.processor = processor
+        self.topic = topic
+        self.activity_topic = activity_topic
+        self.partitions = partitions
+        self._producer_factory = producer_factory
+        self.producer: AIOKafkaProducer | None = None
+        self.flush_interval = flush_interval_seconds
+        self.max_dirty = max_dirty_threads
+        self.expire_every = expire_every_seconds
+        self.clock = clock
+        self.owned: dict[int, DurablePartition] = {}
+        self._local: dict[int, LocalPartition] = {}
+        self._last_flush: dict[int, float] = {}
+        self._last_expiry: dict[int, float] = {}
+        self._pending_sends: list[asyncio.Future[Any]] = []
+        self._lock = asyncio.Lock()
+        self.unreadable_records = 0
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self._started_producer()
+
+    async def stop(self) -> None:
+        async with self._lock:
+            for durable in list(self.owned.values()):
+                await self._flush(durable)
+            self.owned.clear()
+        if self.producer is not None:
+            await self.producer.stop()
+            self.producer = None
+
+    async def on_assigned(self, partitions: set[int]) -> None:
+        """Load the state of newly owned partitions (called once their table is recovered)."""
+        async with self._lock:
+            for partition in sorted(partitions):
+                if partition not in self.owned:
+                    self._load(partition)
+
+    async def on_revoked(self, partitions: set[int]) -> None:
+        """Make what we have durable, then forget the partitions (the new owner resumes)."""
+        async with self._lock:
+            for partition in sorted(partitions):
+                durable = self.owned.get(partition)
+                if durable is None:
+                    continue
+                try:
+                    await self._flush(durable)
+                except Exception:  # noqa: BLE001 -- the new owner replays from the last flush
+                    log.exception("flush of revoked partition %d failed", partition)
+                self._forget(partition)
+
+    # -- the hot path ----------------------------------------------------------------------
+
+    async def on_batch(self, partition: int, records: Sequence[Any]) -> None:
+        """One fetched batch of one partition (aiokafka ConsumerRecords, in offset order)."""
+        async with self._lock:
+            durable = self.owned.get(partition) or self._load(partition)
+            state, threads = durable.state, durable.threads
+            apply = self.processor.apply
+            released: list[AgentActivity] = []
+            for record in records:
+                try:
+                    released.extend(apply(state, threads, record.offset, record.value))
+                except UnreadableRecord as exc:
+                    self.unreadable_records += 1
+                    log.warning(
+                        "unreadable record skipped topic=%s partition=%d offset=%d reason=%s",
+                        self.topic,
+                        partition,
+                        record.offset,
+                        exc,
+                    )
+            if released:
+                await self._publish(released)
+            now = time.monotonic()
+            if (
+                threads.dirty_count >= self.max_dirty
+                or now - self._last_flush.get(partition, 0.0) >= self.flush_interval
+            ):
+                await self._flush(durable)
+
+    async def tick(self) -> None:
+        """Clock work: release caught-up reorder buffers, flush, expire idle threads."""
+        now = self.clock()
+        for partition in list(self.owned):
+            async with self._lock:
+                durable = self.owned.get(partition)
+                if durable is None:
+                    continue
+                end = highwater(self.app, self.topic, partition)
+                if end is not None and durable.state.applied_offset + 1 >= end:
+                    released = self.processor.release_until(durable.state, durable.threads, now)
+                    if released:
+                        await self._publish(released)
+                if durable.needs_flush:
+                    await self._flush(durable)
+            if now - self._last_expiry.setdefault(partition, now) >= self.expire_every:
+                await self._expire(partition, now)
+                self._last_expiry[partition] = now
+
+    # -- views for exporters ---------------------------------------------------------------
+
+    def snapshots(self) -> Mapping[int, PartitionState]:
+        """The state of each owned partition as last made durable."""
+        return {p: d.snapshot for p, d in self.owned.items()}
+
+    def lag(self) -> dict[int, int]:
+        """Messages not yet processed, per owned partition (when the end offset is known)."""
+        lags: dict[int, int] = {}
+        for partition, durable in self.owned.items():
+            end = highwater(self.app, self.topic, partition)
+            if end is not None:
+                lags[partition] = max(0, end - (durable.state.applied_offset + 1))
+        return lags
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _load(self, partition: int) -> DurablePartition:
+        local = local_partition(self.table.data, partition, self.partitions)
+        durable = load_partition(partition, local)
+        self._local[partition] = local
+        self.owned[partition] = durable
+        self._last_flush[partition] = time.monotonic()
+        log.info(
+            "partition loaded topic=%s partition=%d applied_offset=%d",
+            self.topic,
+            partition,
+            durable.state.applied_offset,
+        )
+        return durable
+
+    def _forget(self, partition: int) -> None:
+        self.owned.pop(partition, None)
+        self._local.pop(partition, None)
+        self._last_flush.pop(partition, None)
+
+    async def _publish(self, activities: Sequence[AgentActivity]) -> None:
+        producer = await self._started_producer()
+        send = producer.send
+        for activity in activities:
+            future = await send(
+                self.activity_topic,
+                key=activity.agent_id.encode(),
+                value=encode_activity(activity),
+            )
+            self._pending_sends.append(future)
+
+    async def _flush(self, durable: DurablePartition) -> None:
+        """Make the partition's state durable (see ``streams.durable``). Caller holds the lock."""
+        producer = await self._started_producer()
+        if self._pending_sends:
+            pending, self._pending_sends = self._pending_sends, []
+            await asyncio.gather(*pending)
+        if not durable.needs_flush:
+            self._last_flush[durable.partition] = time.monotonic()
+            return
+        batch = prepare_flush(durable)
+        changelog = self.table.changelog_topic.get_topic_name()
+        futures: list[asyncio.Future[Any]] = []
+        builder = producer.create_batch()
+        in_builder = 0
+        for key, value in batch.records:
+            if builder.append(key=key, value=value, timestamp=None) is None:
+                builder.close()
+                futures.append(
+                    await producer.send_batch(builder, changelog, partition=batch.partition)
+                )
+                builder = producer.create_batch()
+                builder.append(key=key, value=value, timestamp=None)
+                in_builder = 0
+            in_builder += 1
+        builder.close()
+        futures.append(await producer.send_batch(builder, changelog, partition=batch.partition))
+        results = await asyncio.gather(*futures)
+        apply_locally(batch, self._local[durable.partition])
+        set_offset = getattr(self.table.data, "set_persisted_offset", None)
+        if set_offset is not None:
+            # The store's recovery resumes after the last changelog offset it has applied.
+            last_offset = int(results[-1].offset) + in_builder - 1
+            set_offset(TP(changelog, batch.partition), last_offset)
+        finish_flush(durable, batch)
+        self._last_flush[durable.partition] = time.monotonic()
+        if batch.applied_offset >= 0:
+            await commit_offsets(self.app, {batch.partition: batch.applied_offset + 1}, self.topic)
+
+    async def _expire(self, partition: int, now: float) -> None:
+        local = self._local.get(partition)
+        if local is None:
+            return
+        keys = [key.decode() for key in local.thread_keys()]
+        for start in range(0, len(keys), 5000):
+            async with self._lock:
+                durable = self.owned.get(partition)
+                if durable is None:
+                    return
+                dropped = self.processor.expire_idle(
+                    durable.state, durable.threads, keys[start : start + 5000], now
+                )
+                if dropped:
+                    log.info("idle threads dropped partition=%d count=%d", partition, dropped)
+            await asyncio.sleep(0)
+
+    async def _started_producer(self) -> AIOKafkaProducer:
+        # Batches can arrive before the app's services start (right after recovery).
+        if self.producer is None:
+            producer = self._producer_factory()
+            await producer.start()
+            self.producer = producer
+        return self.producer

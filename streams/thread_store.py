@@ -1,0 +1,128 @@
+"""Where one partition's thread states live between flushes: a write-back cache over the store.
+
+``ThreadCache`` is the ``ThreadStore`` the partition processor reads and writes: reads fall
+through to the partition's local store (RocksDB or memory), writes stay in memory and are
+marked dirty until the next flush takes them (``take_dirty``). A deleted thread is cached as
+``None`` so the flush writes a tombstone.
+
+``LocalPartition`` is the small key/value view of one partition of the Faust table's store;
+``local_partition(store, partition, partitions)`` builds it for RocksDB and memory stores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, MutableMapping
+from typing import Any, Protocol
+
+from aiokafka.partitioner import murmur2
+
+from streams.partition import decode_thread_state
+from streams.threads import ThreadState
+
+#: Key of the partition record in the table (never a thread id: thread ids are printable).
+PARTITION_KEY_PREFIX = b"\x00partition:"
+
+
+def partition_key(partition: int) -> bytes:
+    return PARTITION_KEY_PREFIX + str(partition).encode()
+
+
+class LocalPartition(Protocol):
+    def get(self, key: bytes) -> bytes | None: ...
+    def put(self, key: bytes, value: bytes) -> None: ...
+    def delete(self, key: bytes) -> None: ...
+    def thread_keys(self) -> Iterator[bytes]: ...
+
+
+class RocksPartition:
+    """One partition's RocksDB database (rocksdict, raw mode)."""
+
+    def __init__(self, db: Any) -> None:
+        self._db = db
+
+    def get(self, key: bytes) -> bytes | None:
+        value = self._db.get(key)
+        return None if value is None else bytes(value)
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self._db.put(key, value)
+
+    def delete(self, key: bytes) -> None:
+        self._db.delete(key)
+
+    def thread_keys(self) -> Iterator[bytes]:
+        for key in self._db.keys():
+            if not key.startswith(b"\x00") and not key.startswith(b"__faust"):
+                yield bytes(key)
+
+
+class MemoryPartition:
+    """One partition's view of a memory store (one dict shared by all partitions)."""
+
+    def __init__(self, data: MutableMapping[bytes, bytes], partition: int, partitions: int):
+        self._data = data
+        self._partition = partition
+        self._partitions = partitions
+
+    def get(self, key: bytes) -> bytes | None:
+        return self._data.get(key)
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self._data[key] = value
+
+    def delete(self, key: bytes) -> None:
+        self._data.pop(key, None)
+
+    def thread_keys(self) -> Iterator[bytes]:
+        for key in list(self._data):
+            if key.startswith(b"\x00"):
+                continue
+            # Kafka's default partitioner: the partition a producer keyed by thread id picks.
+            if (murmur2(key) & 0x7FFFFFFF) % self._partitions == self._partition:
+                yield key
+
+
+def local_partition(store: Any, partition: int, partitions: int) -> LocalPartition:
+    """The key/value view of ``partition`` in a Faust table store (RocksDB or memory)."""
+    if hasattr(store, "_db_for_partition"):
+        return RocksPartition(store._db_for_partition(partition))
+    return MemoryPartition(store.data, partition, partitions)
+
+
+class ThreadCache:
+    """Write-back cache of thread states for one partition (the processor's ``ThreadStore``)."""
+
+    def __init__(self, local: LocalPartition, max_clean_entries: int = 200_000) -> None:
+        self._local = local
+        self._cache: dict[str, ThreadState | None] = {}
+        self._dirty: set[str] = set()
+        self._max_clean = max_clean_entries
+
+    def get(self, thread_id: str) -> ThreadState | None:
+        try:
+            return self._cache[thread_id]
+        except KeyError:
+            raw = self._local.get(thread_id.encode())
+            state = None if raw is None else decode_thread_state(raw)
+            self._cache[thread_id] = state
+            return state
+
+    def put(self, thread_id: str, state: ThreadState) -> None:
+        self._cache[thread_id] = state
+        self._dirty.add(thread_id)
+
+    def delete(self, thread_id: str) -> None:
+        self._cache[thread_id] = None
+        self._dirty.add(thread_id)
+
+    @property
+    def dirty_count(self) -> int:
+        return len(self._dirty)
+
+    def take_dirty(self) -> dict[str, ThreadState | None]:
+        """The states written since the last call (None = deleted); they are clean after."""
+        dirty = {thread_id: self._cache[thread_id] for thread_id in self._dirty}
+        self._dirty = set()
+        if len(self._cache) > self._max_clean:
+            self._cache = {}
+        return dirty

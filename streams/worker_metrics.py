@@ -1,0 +1,104 @@
+"""The worker's Prometheus registry: durable partition numbers plus live worker gauges.
+
+- ``PartitionCollector`` (``streams.exporter``): the contract's counters, histograms and
+  backlog gauges, read from the flushed state of the partitions this worker owns now.
+- ``WorkerCollector`` (here): ``engage_stream_lag_messages`` per owned partition,
+  ``engage_unreadable_records_total``, and -- from the worker that owns partition 0 of the
+  contents topic only, so that ``sum()``/``max()`` over workers see each series once --
+  ``engage_leaderboard_score``/``engage_leaderboard_rank`` for the top N of each window and
+  ``engage_agent_info``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from streams.cluster import ClusterReplica
+from streams.contents import ContentsPipeline
+from streams.directory import Directory
+from streams.exporter import PartitionCollector
+
+WINDOWS = ("hour", "today", "week", "all")
+
+
+class WorkerCollector(Collector):
+    def __init__(
+        self,
+        *,
+        pipeline: ContentsPipeline,
+        replica: ClusterReplica,
+        directory: Directory,
+        contents_topic: str,
+        top_n: int,
+    ) -> None:
+        self.pipeline = pipeline
+        self.replica = replica
+        self.directory = directory
+        self.topic = contents_topic
+        self.top_n = top_n
+
+    def collect(self) -> Iterator[Any]:
+        lag = GaugeMetricFamily(
+            "engage_stream_lag_messages",
+            "Messages of the partition not yet processed by this worker.",
+            labels=["topic", "partition"],
+        )
+        for partition, messages in sorted(self.pipeline.lag().items()):
+            lag.add_metric([self.topic, str(partition)], messages)
+        yield lag
+        unreadable = CounterMetricFamily(
+            "engage_unreadable_records",
+            "Records of the contents topic this worker could not decode (skipped).",
+        )
+        unreadable.add_metric([], self.pipeline.unreadable_records)
+        yield unreadable
+        if 0 not in self.pipeline.owned:
+            return
+        score = GaugeMetricFamily(
+            "engage_leaderboard_score", "Score of a top agent in a window.", labels=["window", "agent"]
+        )
+        rank = GaugeMetricFamily(
+            "engage_leaderboard_rank", "Rank (1 = leader) of a top agent.", labels=["window", "agent"]
+        )
+        now = time.time()
+        for window in WINDOWS:
+            board = self.replica.standings.leaderboard(window, now, limit=self.top_n)
+            for entry in board:
+                score.add_metric([window, entry.agent_id], float(entry.score))
+                rank.add_metric([window, entry.agent_id], float(entry.rank))
+        yield score
+        yield rank
+        info = GaugeMetricFamily(
+            "engage_agent_info", "Agent names and teams (value 1).", labels=["agent", "agent_name", "team"]
+        )
+        for agent_id, profile in sorted(self.directory.agents.items()):
+            info.add_metric([agent_id, profile.name or agent_id, profile.team or ""], 1.0)
+        yield info
+
+
+def build_registry(
+    *,
+    pipeline: ContentsPipeline,
+    replica: ClusterReplica,
+    directory: Directory,
+    contents_topic: str,
+    top_n: int,
+) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(PartitionCollector(pipeline.snapshots, time.time, contents_topic))
+    registry.register(
+        WorkerCollector(
+            pipeline=pipeline,
+            replica=replica,
+            directory=directory,
+            contents_topic=contents_topic,
+            top_n=top_n,
+        )
+    )
+    return registry
