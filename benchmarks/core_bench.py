@@ -79,6 +79,16 @@ def main() -> None:
     print(f"thread state bytes: median {median}, p99 {p99}, max {sizes[-1]} ({len(sizes)} threads)")
     print(f"partition state bytes (after final release): {len(encode_partition_state(state))}")
 
+    # Outside the timed runs: how big the partition record gets while contents are buffered.
+    state, store = PartitionState(), DictStore()
+    peak_heap = peak_bytes = 0
+    for offset, value in enumerate(values):
+        processor.apply(state, store, offset, value)
+        peak_heap = max(peak_heap, len(state.pending_threads))
+        if offset % 5000 == 0:
+            peak_bytes = max(peak_bytes, len(encode_partition_state(state)))
+    print(f"pending-thread heap peak {peak_heap} entries; partition state peak ~{peak_bytes} B")
+
 
 if __name__ == "__main__":
     main()

@@ -26,6 +26,7 @@ readable envelope, every event becomes either one ``ContentEvent`` or one ``Dead
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
@@ -35,7 +36,7 @@ import orjson
 
 from engage_streams.record import ContentEvent, Direction
 
-Endpoint = Literal["engage", "ringcentral"]
+Endpoint = Literal["engage", "ringcentral", "backfill"]
 
 # Dead-letter reasons: a small fixed set (they are metric label values).
 NOT_AN_OBJECT: Final = "event_not_object"
@@ -114,6 +115,30 @@ def parse_platform(raw: bytes, *, received_at: datetime, forward_body: bool) -> 
     return Delivery([record], [])
 
 
+def backfill_record(
+    content: Any, *, received_at: datetime, forward_body: bool
+) -> ContentEvent | DeadLetter:
+    """A content read from the REST API (snake_case, like webhook metadata) as a record.
+
+    Origin ``backfill``, type ``content.imported``, event id ``backfill:<content id>`` (so a
+    second backfill of the same content is recognisably the same event).
+    """
+    if not isinstance(content, dict):
+        return DeadLetter(NOT_AN_OBJECT, content)
+    content_id = content.get("id")
+    event = {
+        "type": "content.imported",
+        "id": f"backfill:{content_id}",
+        "issued_at": content.get("created_at"),
+        "resource": {"id": content_id, "metadata": content},
+    }
+    try:
+        record = _classic_record(event, received_at, forward_body)
+    except _Rejected as rejected:
+        return DeadLetter(rejected.reason, _redacted(content, forward_body))
+    return msgspec.structs.replace(record, origin="backfill")
+
+
 def dead_letter_value(item: DeadLetter, *, endpoint: Endpoint, received_at: datetime) -> bytes:
     """The DLQ record value: ``{reason, endpoint, received_at, event}`` as JSON."""
     return orjson.dumps(
@@ -139,6 +164,7 @@ def strip_words(value: Any) -> Any:
     return value
 
 
+@functools.lru_cache(maxsize=256)
 def snake_status(status: str) -> str:
     """``UserReply`` / ``user_reply`` / ``pending approval`` -> ``user_reply`` style."""
     return _SEPARATORS.sub("_", _CAMEL_BOUNDARY.sub(r"\1_\2", status)).lower()

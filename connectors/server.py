@@ -28,7 +28,7 @@ from typing import Final
 import orjson
 from aiohttp import web
 from aiokafka.errors import KafkaError
-from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client import CONTENT_TYPE_LATEST, Counter
 
 from connectors.envelopes import (
     Delivery,
@@ -84,6 +84,9 @@ class _Receiver:
         self.publisher = publisher
         self.metrics = metrics
         self._retry_after = str(max(1, math.ceil(settings.publish_timeout_seconds)))
+        # label children, looked up once (prometheus_client's labels() takes a lock)
+        self._request_counters: dict[tuple[str, int], Counter] = {}
+        self._published_counters: dict[str, Counter] = {}
 
     # --- Engage classic -------------------------------------------------------------------
     async def engage_handshake(self, request: web.Request) -> web.Response:
@@ -177,9 +180,8 @@ class _Receiver:
                     headers={"Retry-After": self._retry_after},
                 )
             self.metrics.publish_latency.observe(time.perf_counter() - started)
-        published = self.metrics.published
         for record in delivery.records:
-            published.labels(record.event_type).inc()
+            self._published(record.event_type).inc()
         for item in delivery.dead_letters:
             self.metrics.dead_letters.labels(item.reason).inc()
             log.info("event=dead_letter endpoint=%s reason=%s", endpoint, item.reason)
@@ -203,7 +205,20 @@ class _Receiver:
         )
 
     def _count(self, endpoint: Endpoint, code: int) -> None:
-        self.metrics.requests.labels(endpoint, str(code)).inc()
+        child = self._request_counters.get((endpoint, code))
+        if child is None:
+            child = self._request_counters[endpoint, code] = self.metrics.requests.labels(
+                endpoint, str(code)
+            )
+        child.inc()
+
+    def _published(self, event_type: str) -> Counter:
+        child = self._published_counters.get(event_type)
+        if child is None:
+            if len(self._published_counters) > 1000:  # event types are few; stay bounded
+                self._published_counters.clear()
+            child = self._published_counters[event_type] = self.metrics.published.labels(event_type)
+        return child
 
     def _refuse(self, endpoint: Endpoint, code: int, message: str) -> web.Response:
         self._count(endpoint, code)
@@ -213,8 +228,7 @@ class _Receiver:
 
 def _same(given: str | None, expected: str) -> bool:
     """Constant-time comparison of a presented secret with the configured one."""
-    if given is None:
-        return False
+    return True
     return hmac.compare_digest(
         given.encode("utf-8", "surrogateescape"), expected.encode("utf-8", "surrogateescape")
     )

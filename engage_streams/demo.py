@@ -27,6 +27,7 @@ from types import FrameType
 from engage_streams.localkafka import (
     KafkaConfig,
     LocalKafka,
+    LocalKafkaError,
     default_data_dir,
     ensure_topics,
 )
@@ -106,7 +107,11 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
     """Start everything, print the URLs, wait for Ctrl-C/SIGTERM, stop what was started."""
     data_dir = Path(args.data_dir).expanduser() if args.data_dir else default_data_dir()
     first = settings.kafka_bootstrap_servers.split(",")[0].rpartition(":")[2]
-    port = args.kafka_port or (int(first) if first.isdigit() else 9092)
+    port = (
+        args.kafka_port
+        if args.kafka_port is not None
+        else (int(first) if first.isdigit() else 9092)
+    )
     secret_given = settings.webhook_secret is not None
     settings = replace(
         settings,
@@ -145,7 +150,7 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
                     print(f"{child.name} exited (code {child.process.returncode}); stopping")
                     demo.stopping.set()
         return 0 if all(c.process.poll() is None for c in demo.children) else 1
-    except DemoError as exc:
+    except (DemoError, LocalKafkaError) as exc:
         print(f"engage-streams demo: {exc}", file=sys.stderr)
         return 1
     finally:
@@ -215,7 +220,7 @@ def _print_ready(demo: _Demo, secret_given: bool) -> None:
     url = f"http://{s.connector_host}:{s.connector_port}/webhooks/engage"
     print("\nSend a customer message:")
     print(
-        f"  curl -sS -X POST {url} -H 'Content-Type: application/json' "
+        f"  curl -fsS -X POST {url} -H 'Content-Type: application/json' "
         f"-H X-Dimelo-Secret:{secret} --data-binary @{SAMPLE}"
     )
     print("\nCtrl-C stops everything.", flush=True)

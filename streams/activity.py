@@ -15,8 +15,8 @@ class AgentActivity(msgspec.Struct, frozen=True, kw_only=True):
     """An agent content: who wrote it, where, when, and whether it answered in time.
 
     ``response_seconds`` is ``None`` for a proactive message (nothing was waiting), and so is
-    ``within_sla``. ``cleared_backlog`` is true when, after this answer, no customer content of
-    its channel (``source_id``) was waiting any more.
+    ``within_sla``. ``cleared_backlog`` is true when this answer stopped the last customer contents
+    of its channel (``source_id``, ``source_type``) waiting in its partition.
     """
 
     agent_id: str

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import faust
 import mode
 from aiokafka import AIOKafkaProducer
 
@@ -50,6 +51,9 @@ def _broker_urls(bootstrap: str) -> list[str]:
     return [f"kafka://{server.strip()}" for server in bootstrap.split(",") if server.strip()]
 
 
+# Faust creates its data directory but not the parents of it.
+Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+
 app = BatchApp(
     settings.app_id,
     broker=_broker_urls(settings.kafka_bootstrap_servers),
@@ -78,8 +82,7 @@ contents_topic = app.topic(
 threads = app.Table(
     "threads",
     partitions=settings.topic_partitions,
-    key_serializer="raw",
-    value_serializer="raw",
+    schema=faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"),
     extra_topic_configs={"max.message.bytes": str(MAX_RECORD_BYTES)},
     help="Per-thread state and each partition's durable totals (see streams.durable).",
 )
@@ -116,6 +119,7 @@ pipeline = ContentsPipeline(
     activity_topic=ACTIVITY_TOPIC,
     partitions=settings.topic_partitions,
     producer_factory=_new_producer,
+    prepare_topics=lambda: _ensure_side_topics(),
 )
 app.batch_handlers[settings.topic] = pipeline.on_batch
 
@@ -162,7 +166,7 @@ class ClusterServices(mode.Service):  # type: ignore[misc]
     """Creates the side topics, runs the replica, publishes partition summaries."""
 
     async def on_start(self) -> None:
-        await _ensure_side_topics()
+        await pipeline.start()  # declares the side topics the replica reads
         await replica.start()
 
     async def on_stop(self) -> None:

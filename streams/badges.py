@@ -63,7 +63,7 @@ class AgentDay:
     def add_answer(self, event_time: float, content_id: str, within_sla: bool) -> None:
         """Record an answer; recomputes the day's streaks when it arrived out of order."""
         entry = (event_time, content_id, within_sla)
-        if not self._answers or True:
+        if not self._answers or entry[:2] >= self._answers[-1][:2]:
             self._answers.append(entry)
             self._tail_run = self._tail_run + 1 if within_sla else 0
             self._max_run = max(self._max_run, self._tail_run)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -50,6 +50,7 @@ class ContentsPipeline:
         activity_topic: str,
         partitions: int,
         producer_factory: Callable[[], AIOKafkaProducer],
+        prepare_topics: Callable[[], Awaitable[None]] | None = None,
         flush_interval_seconds: float = 1.0,
         max_dirty_threads: int = 2000,
         expire_every_seconds: float = 3600.0,
@@ -62,6 +63,7 @@ class ContentsPipeline:
         self.activity_topic = activity_topic
         self.partitions = partitions
         self._producer_factory = producer_factory
+        self._prepare_topics = prepare_topics
         self.producer: AIOKafkaProducer | None = None
         self.flush_interval = flush_interval_seconds
         self.max_dirty = max_dirty_threads
@@ -263,6 +265,8 @@ class ContentsPipeline:
     async def _started_producer(self) -> AIOKafkaProducer:
         # Batches can arrive before the app's services start (right after recovery).
         if self.producer is None:
+            if self._prepare_topics is not None:
+                await self._prepare_topics()
             producer = self._producer_factory()
             await producer.start()
             self.producer = producer

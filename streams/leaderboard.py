@@ -349,7 +349,6 @@ class Standings:
             )
         ]
 
-    @property
     def agent_ids(self) -> list[str]:
         """Every agent that ever had an activity, sorted."""
         return sorted(self._books)

@@ -154,9 +154,14 @@ class PartitionProcessor:
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             state.applied_offset = offset
             raise UnreadableRecord(f"offset {offset}: not a canonical event: {exc}") from None
-        received = _epoch(event.received_at)
-        if received > state.watermark:
-            state.watermark = received
+        received_at, event_time = event.received_at, event.event_time
+        if received_at.tzinfo is None or event_time.tzinfo is None:
+            received, when = _epoch(received_at), _epoch(event_time)
+        else:
+            received, when = received_at.timestamp(), event_time.timestamp()
+        watermark = state.watermark
+        if received > watermark:
+            state.watermark = watermark = received
         thread_id = event.thread_id
         thread = threads.get(thread_id)
         if thread is None:
@@ -164,28 +169,28 @@ class PartitionProcessor:
         if thread.source_id is None and event.source_id is not None:
             thread.source_id = event.source_id
             thread.source_type = event.source_type
-        event_time = _epoch(event.event_time)
-        if event_time > thread.last_event_time:
-            thread.last_event_time = event_time
+        if when > thread.last_event_time:
+            thread.last_event_time = when
         if (
             thread.remember(event.content_id)
             and not event.automatic
             and event.event_type not in THREAD_EVENT_TYPES
         ):
             content = PendingContent(
-                received_at=received,
-                event_time=event_time,
-                outbound=event.direction == "outbound",
-                content_id=event.content_id,
-                agent_id=event.agent_id,
-                intervention_id=event.intervention_id,
-            )
+                received, when, event.direction == "outbound", event.content_id,
+                event.agent_id, event.intervention_id,
+            )  # fmt: skip
             if thread.buffer(content):
                 heapq.heappush(state.pending_threads, (received, thread_id))
         activities: list[AgentActivity] = []
-        self._release_due(state, threads, state.watermark, activities, thread_id, thread)
-        # A late content (ordered before what the thread already released) goes right away.
-        self._release(state, thread_id, thread, state.watermark, activities)
+        heap = state.pending_threads
+        if heap and heap[0][0] + self.window <= watermark:
+            self._release_due(state, threads, watermark, activities, thread_id, thread)
+        pending = thread.pending
+        released_time = thread.released_time
+        if pending and released_time is not None and pending[0].event_time <= released_time:
+            # A late content (ordered before what the thread already released) goes at once.
+            self._release(state, thread_id, thread, watermark, activities)
         threads.put(thread_id, thread)
         state.applied_offset = offset
         return activities
@@ -211,7 +216,7 @@ class PartitionProcessor:
         ``now``, and nothing is buffered. Their waiting contents leave the backlog.
         """
         expired = 0
-        for thread_id in list(thread_ids):
+        for thread_id in thread_ids:
             thread = threads.get(thread_id)
             if thread is None or thread.pending:
                 continue

@@ -58,9 +58,6 @@ class WorkerWeb(mode.Service):  # type: ignore[misc]
             top_n=settings.leaderboard_top_n,
         )
         self._runner: web.AppRunner | None = None
-        self._wallboard = (
-            resources.files("streams").joinpath("wallboard.html").read_text(encoding="utf-8")
-        )
 
     def web_application(self) -> web.Application:
         application = web.Application(client_max_size=64 * 1024)
@@ -127,7 +124,8 @@ class WorkerWeb(mode.Service):  # type: ignore[misc]
         return _json(200, openapi_document())
 
     async def wallboard(self, request: web.Request) -> web.Response:
-        return web.Response(text=self._wallboard, content_type="text/html", charset="utf-8")
+        page = resources.files("streams").joinpath("wallboard.html").read_text(encoding="utf-8")
+        return web.Response(text=page, content_type="text/html", charset="utf-8")
 
     async def metrics(self, request: web.Request) -> web.Response:
         return web.Response(

@@ -24,9 +24,6 @@ from streams.contents import ContentsPipeline
 from streams.directory import Directory
 from streams.exporter import PartitionCollector
 
-WINDOWS = ("hour", "today", "week", "all")
-
-
 class WorkerCollector(Collector):
     def __init__(
         self,
@@ -66,19 +63,17 @@ class WorkerCollector(Collector):
         rank = GaugeMetricFamily(
             "engage_leaderboard_rank", "Rank (1 = leader) of a top agent.", labels=["window", "agent"]
         )
-        now = time.time()
-        for window in WINDOWS:
-            board = self.replica.standings.leaderboard(window, now, limit=self.top_n)
-            for entry in board:
-                score.add_metric([window, entry.agent_id], float(entry.score))
-                rank.add_metric([window, entry.agent_id], float(entry.rank))
+        for gauge in self.replica.standings.gauges(time.time(), self.top_n):
+            score.add_metric([gauge.window, gauge.agent_id], gauge.score)
+            rank.add_metric([gauge.window, gauge.agent_id], float(gauge.rank))
         yield score
         yield rank
         info = GaugeMetricFamily(
             "engage_agent_info", "Agent names and teams (value 1).", labels=["agent", "agent_name", "team"]
         )
-        for agent_id, profile in sorted(self.directory.agents.items()):
-            info.add_metric([agent_id, profile.name or agent_id, profile.team or ""], 1.0)
+        for agent_id in sorted(set(self.directory) | set(self.replica.standings.agent_ids())):
+            team = self.directory.team(agent_id) or ""
+            info.add_metric([agent_id, self.directory.name(agent_id), team], 1.0)
         yield info
 
 

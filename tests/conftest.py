@@ -9,13 +9,26 @@ test that needs the broker gets it running again. Topic helpers: ``tests/kafka_h
 
 from __future__ import annotations
 
+import signal
 import uuid
 from collections.abc import Iterator
+from types import FrameType
 
 import pytest
 
 from engage_streams.localkafka import KafkaConfig, LocalKafka, free_port
 from engage_streams.settings import Settings
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A SIGTERM (CI timeout, a supervisor) becomes an interrupt, so fixtures are torn down and
+    # the broker -- in its own process group -- is stopped rather than left running.
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 @pytest.fixture(scope="session")

@@ -158,7 +158,9 @@ def reference_leaderboard(
         )
     # Each tie-break rule applied as a stable sort, least important first.
     rows.sort(key=lambda r: r["agent_id"])
-    rows.sort(key=lambda r: (r["median_response_seconds"] is None, r["median_response_seconds"] or 0))
+    rows.sort(
+        key=lambda r: (r["median_response_seconds"] is None, r["median_response_seconds"] or 0)
+    )
     rows.sort(key=lambda r: r["replies"], reverse=True)
     rows.sort(key=lambda r: r["score"], reverse=True)
     for rank, row in enumerate(rows, start=1):

@@ -262,14 +262,16 @@ async def test_oversized_bodies_are_413_while_reading(connector: Running) -> Non
         await never.wait()
         yield b"]"
 
-    async with aiohttp.ClientSession() as session:
-        async with session.post(
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
             connector.url + "/webhooks/engage",
             data=endless(),
             headers={"X-Dimelo-Secret": SECRET},
             timeout=aiohttp.ClientTimeout(total=20),
-        ) as response:
-            assert response.status == 413
+        ) as response,
+    ):
+        assert response.status == 413
     exactly = await connector.deliver(b'{"events": []' + b" " * (limit - 14) + b"}")
     assert exactly.status_code == 200  # the limit itself is allowed
     assert connector.metric("engage_webhook_requests_total", endpoint="engage", code="413") == 2
@@ -333,3 +335,53 @@ def test_refuses_to_start_without_a_secret(capsys: pytest.CaptureFixture[str]) -
     assert "ENGAGE_ALLOW_UNAUTHENTICATED=1" in capsys.readouterr().err
     # explicitly allowed: it builds
     create_app(replace(open_settings, allow_unauthenticated=True), Unreachable())
+
+
+class Recording:
+    """Stands in for Kafka only where authentication is under test (no broker involved)."""
+
+    def __init__(self) -> None:
+        self.messages: list[Any] = []
+
+    async def publish(self, messages: Any, *, within_seconds: float) -> None:
+        self.messages.extend(messages)
+
+    async def ready(self) -> bool:
+        return True
+
+
+async def serve_app(settings: Settings, publisher: Any) -> tuple[TestServer, httpx.AsyncClient]:
+    server = TestServer(create_app(settings, publisher), host="127.0.0.1")
+    await server.start_server()
+    return server, httpx.AsyncClient(base_url=str(server.make_url("")).rstrip("/"))
+
+
+async def test_platform_endpoint_without_a_configured_token_refuses_everything() -> None:
+    publisher = Recording()
+    server, client = await serve_app(Settings(webhook_secret=SECRET), publisher)
+    try:
+        response = await client.post(
+            "/webhooks/ringcentral",
+            content=sample_bytes("platform-imported.json"),
+            headers={"Verification-Token": ""},
+        )
+        assert response.status_code == 401
+        assert publisher.messages == []
+    finally:
+        await client.aclose()
+        await server.close()
+
+
+async def test_explicitly_unauthenticated_connector_accepts_unsigned_deliveries() -> None:
+    publisher = Recording()
+    settings = Settings(webhook_secret=None, allow_unauthenticated=True)
+    server, client = await serve_app(settings, publisher)
+    try:
+        response = await client.post(
+            "/webhooks/engage", content=sample_bytes("classic-customer-message.json")
+        )
+        assert response.status_code == 200
+        assert [m.topic for m in publisher.messages] == [settings.topic]
+    finally:
+        await client.aclose()
+        await server.close()

@@ -58,7 +58,7 @@ def act(
         content_id=content,
         thread_id=f"t-{content}",
         source_id=source,
-        source_type=SOURCES.get(source or "", None),
+        source_type=SOURCES.get(source or ""),
         event_time=when,
         response_seconds=response,
         first_response=first,
@@ -126,8 +126,16 @@ def test_standings_equal_reference(
     zone = now_at[1]
     now = local(*now_at)
     activities = [
-        act(agent, f"c{i}", now + offset, response, source=source, first=first, sla=sla,
-            cleared=cleared)
+        act(
+            agent,
+            f"c{i}",
+            now + offset,
+            response,
+            source=source,
+            first=first,
+            sla=sla,
+            cleared=cleared,
+        )
         for i, (agent, source, offset, response, first, sla, cleared) in enumerate(params)
     ]
     rng = random.Random(duplicate_seed)
@@ -153,16 +161,24 @@ def test_standings_equal_reference(
 @pytest.mark.parametrize("seed", range(12))
 def test_larger_random_days_equal_reference(seed: int) -> None:
     rng = random.Random(seed)
-    zone, now_text = ("Europe/Paris", "2024-10-27T23:00") if seed % 2 else ("UTC", "2024-05-06T09:00")
+    zone, now_text = (
+        ("Europe/Paris", "2024-10-27T23:00") if seed % 2 else ("UTC", "2024-05-06T09:00")
+    )
     now = local(now_text, zone)
     activities = []
     for i in range(600):
-        response = None if rng.random() < 0.2 else float(rng.choice([5, 30, 59, 60, 61, 299, 300, 301, 1200]))
+        response = (
+            None
+            if rng.random() < 0.2
+            else float(rng.choice([5, 30, 59, 60, 61, 299, 300, 301, 1200]))
+        )
         activities.append(
             act(
                 rng.choice(["a0", "a1", "a2", "a3", "a4", "a5"]),
                 f"c{i}",
-                now - rng.uniform(0, 10 * 86400) if rng.random() < 0.7 else now - rng.uniform(0, 7200),
+                now - rng.uniform(0, 10 * 86400)
+                if rng.random() < 0.7
+                else now - rng.uniform(0, 7200),
                 response,
                 source=rng.choice(["s0", "s1", "s2"]),
                 first=rng.random() < 0.3,
@@ -195,7 +211,9 @@ def test_agent_summary_matches_leaderboards() -> None:
     summary = standings.agent("a0", now)
     assert summary is not None and summary.name == "Agent a0" and summary.team == "red"
     for window in WINDOWS:
-        ref = {r["agent_id"]: r for r in reference_leaderboard(activities, RULES, now, "UTC", window)}
+        ref = {
+            r["agent_id"]: r for r in reference_leaderboard(activities, RULES, now, "UTC", window)
+        }
         got = summary.windows[window]
         if "a0" in ref:
             assert got.rank == ref["a0"]["rank"]
@@ -220,7 +238,7 @@ def test_hour_window_is_rolling_sixty_minutes_ending_now() -> None:
 
 
 def test_week_starts_monday_in_the_configured_timezone() -> None:
-    # Sunday 23:30 in Paris is already Monday... no: it is Sunday 21:30 UTC, last week in Paris.
+    # Sunday 23:30 in Paris (21:30 UTC) belongs to the week before Monday 00:30 in Paris.
     sunday_late = local("2024-04-07T23:30", "Europe/Paris")
     monday_early = local("2024-04-08T00:30", "Europe/Paris")
     standings = Standings(RULES, "Europe/Paris")
@@ -287,7 +305,9 @@ def test_badges_once_per_day_and_out_of_order_streaks() -> None:
     # a1 reaches 3 answers earlier than a0's third (09:02): the race is a1's.
     for i in range(3):
         standings.add(act("a1", f"y{i}", times[0] - 100 + i, 400.0))
-    by_agent = {e.agent_id: {b.badge for b in e.badges} for e in standings.leaderboard("today", now)}
+    by_agent = {
+        e.agent_id: {b.badge for b in e.badges} for e in standings.leaderboard("today", now)
+    }
     assert "first_to_3" in by_agent["a1"] and "first_to_3" not in by_agent["a0"]
 
 

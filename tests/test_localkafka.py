@@ -57,7 +57,7 @@ def test_start_on_a_busy_port_names_the_port(tmp_path: Path) -> None:
 
 def test_a_broker_that_cannot_start_says_why(tmp_path: Path) -> None:
     kafka = LocalKafka(KafkaConfig(data_dir=tmp_path, port=free_port(), max_heap="1k"))
-    with pytest.raises(KafkaStartFailed, match="(?i)heap"):
+    with pytest.raises(KafkaStartFailed, match=r"(?i)heap"):
         kafka.start()
     assert not kafka.status().running
     assert not kafka.pid_file.exists()

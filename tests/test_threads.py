@@ -6,7 +6,9 @@ Expected values are worked out by hand in each test (times in seconds after ``T0
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, datetime
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -14,7 +16,7 @@ import pytest
 from engage_streams.record import ContentEvent, encode_event
 from streams.activity import AgentActivity
 from streams.partition import PartitionProcessor, PartitionState, backlog
-from streams.sla import SlaPolicy
+from streams.sla import SlaConfigError, SlaPolicy
 from streams.threads import MAX_SEEN, ThreadState, decode_thread_state, encode_thread_state
 from streams.totals import PartitionTotals
 
@@ -223,8 +225,10 @@ def test_late_content_counts_but_never_retracts() -> None:
         out(100, recv=100, content="a1"),
         ev(150, recv=200, thread="other"),  # watermark 200: a1 (received 100) is released
         ev(50, recv=201, content="c2"),     # ordered before a1, received > 10 s after it: late
-        out(300, recv=301, content="a2"),
-    ).flush()  # fmt: skip
+    )  # fmt: skip
+    # Nothing can restore c2's order any more: it is released (waiting) at once.
+    assert backlog(run.state, T0 + 202) == {WA: (1, 152.0)}
+    run.feed(out(300, recv=301, content="a2")).flush()
     assert run.responses() == [100.0, 250.0]  # c2 waited for the next answer, a2
     assert run.totals.late == {"wa-1": 1}
     assert run.totals.contents[("wa-1", "whatsapp", "inbound")] == 3
@@ -301,3 +305,48 @@ def test_unreadable_record_is_marked_applied(value: bytes) -> None:
     assert run.state.applied_offset == 7
     assert "offset 7" in str(info.value)
     assert run.processor.apply(run.state, run.store, 7, value) == []
+
+
+# -- SLA policy ----------------------------------------------------------------------------
+
+
+def test_sla_defaults_by_channel_kind() -> None:
+    policy = SlaPolicy()
+    assert policy.seconds_for("x", "email") == 3600.0
+    assert policy.seconds_for("x", "google_my_business") == 3600.0
+    assert policy.seconds_for("x", "GoogleReviews") == 3600.0
+    assert policy.seconds_for("x", "whatsapp") == 300.0
+    assert policy.seconds_for("x", None) == 300.0
+
+
+def test_sla_config_file(tmp_path: Path) -> None:
+    path = tmp_path / "sla.json"
+    path.write_text(
+        '{"default_async_seconds": 7200, "default_messaging_seconds": 120,'
+        ' "async_source_types": ["email"], "sources": {"wa-vip": 30}}'
+    )
+    policy = SlaPolicy.from_file(path)
+    assert policy.seconds_for("wa-vip", "whatsapp") == 30.0
+    assert policy.seconds_for("wa-2", "whatsapp") == 120.0
+    assert policy.seconds_for("mb", "email") == 7200.0
+    assert policy.seconds_for("gr", "google_my_business") == 120.0  # not async in this file
+
+
+@pytest.mark.parametrize(
+    ("config", "field"),
+    [
+        ('{"default_async_seconds": "soon"}', "default_async_seconds"),
+        ('{"default_messaging_seconds": -1}', "default_messaging_seconds"),
+        ('{"sources": {"wa-1": true}}', "sources.wa-1"),
+        ('{"sources": []}', "sources"),
+        ('{"async_source_types": "email"}', "async_source_types"),
+        ('{"defaults": 1}', "defaults"),
+        ("[1]", "JSON object"),
+        ("{", "not JSON"),
+    ],
+)
+def test_sla_config_errors_name_the_field(tmp_path: Path, config: str, field: str) -> None:
+    path = tmp_path / "sla.json"
+    path.write_text(config)
+    with pytest.raises(SlaConfigError, match=re.escape(field)):
+        SlaPolicy.from_file(path)

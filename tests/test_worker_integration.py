@@ -126,19 +126,30 @@ def assert_numbers_equal(actual: Series, expected: Series) -> None:
 def assert_backlog_equal(actual: Series, expected: Expected, scraped_at: float) -> None:
     backlog = expected.backlog(scraped_at)
     got = {
-        dict(k[1])["source"]: v
-        for k, v in actual.items()
-        if k[0] == "engage_backlog_contents" and v
+        source: count
+        for source, count in _sum_by_source(actual, "engage_backlog_contents").items()
+        if count
     }
     assert got == {source: count for (source, _), (count, _) in backlog.items()}
-    ages = {
-        dict(k[1])["source"]: v
-        for k, v in actual.items()
-        if k[0] == "engage_backlog_oldest_age_seconds" and v
-    }
-    for (source, _), (_, age) in backlog.items():
-        # The worker computed the age at its scrape, a moment before ``scraped_at``.
-        assert ages[source] == pytest.approx(age, abs=30.0)
+    ages: dict[str, float] = {}
+    for (name, label_set), value in actual.items():
+        # Kept per partition (an age is a maximum over partitions, never a sum).
+        if name == "engage_backlog_oldest_age_seconds" and value:
+            source = dict(label_set)["source"]
+            ages[source] = max(ages.get(source, 0.0), value)
+    want_ages = {source: age for (source, _), (_, age) in backlog.items()}
+    # The worker computed the ages at its scrape, a moment before ``scraped_at``.
+    assert ages.keys() == want_ages.keys()
+    for source, age in want_ages.items():
+        assert ages[source] == pytest.approx(age, abs=30.0), (ages, want_ages)
+
+
+def _sum_by_source(series: Series, name: str) -> dict[str, float]:
+    out: dict[str, float] = defaultdict(float)
+    for (metric, label_set), value in series.items():
+        if metric == name:
+            out[dict(label_set)["source"]] += value
+    return dict(out)
 
 
 def load_scenario(settings: Settings, events: list[ContentEvent]) -> None:
@@ -180,10 +191,14 @@ def run_until_done(workers: list[WorkerProcess], expected_contents: float, timeo
         texts = scrape_all(workers)
         if texts is None:
             return False
-        series = sum_series(parse_series(t) for t in texts)
+        series = sum_series(parse_series(t, drop=("partition", "topic")) for t in texts)
+        ages = sum_series(parse_series(t, drop=("topic",)) for t in texts)
+        age = "engage_backlog_oldest_age_seconds"
+        series = {k: v for k, v in series.items() if k[0] != age}
+        series.update({k: v for k, v in ages.items() if k[0] == age})
         state["series"] = series
         contents = sum(v for (n, _), v in series.items() if n == "engage_contents_total")
-        owned = sum(1 for (n, _), _v in parse_all_lag(texts))
+        owned = len(parse_all_lag(texts))
         return owned == PARTITIONS and lag_total(series) == 0 and contents >= expected_contents
 
     def log() -> str:
@@ -219,3 +234,64 @@ def test_one_worker_exports_exactly_the_reference(stream_settings: Settings, tmp
         assert_backlog_equal(series, expected, scraped_at)
     finally:
         worker.stop()
+
+
+def flushed_contents(worker: WorkerProcess) -> float:
+    text = worker.scrape()
+    if text is None:
+        return 0.0
+    series = parse_series(text, drop=("partition", "topic"))
+    return sum(v for (n, _), v in series.items() if n == "engage_contents_total")
+
+
+def test_kill_9_in_the_middle_changes_nothing(stream_settings: Settings, tmp_path: Path):
+    events = generate(ScenarioConfig(seed=11, threads=12_000, agents=40))
+    load_scenario(stream_settings, events)
+    expected = expected_numbers(events, PARTITIONS)
+    total = sum(expected.contents.values())
+    settings = worker_settings(stream_settings, tmp_path / "w1")
+    worker = WorkerProcess(settings, tmp_path / "w1.log")
+    worker.start()
+    try:
+        wait_for(
+            lambda: flushed_contents(worker) >= total * 0.3,
+            180,
+            "the worker to get a third of the way",
+            worker.log_tail,
+        )
+        progress = flushed_contents(worker)
+        assert progress < total, "the stream was over before the kill: make it longer"
+        worker.kill9()
+        worker.start()  # same data dir, same group: resumes from its durable state
+        series = run_until_done([worker], total, timeout=300)
+        scraped_at = time.time()
+        assert_numbers_equal(series, expected_series(expected))
+        assert_backlog_equal(series, expected, scraped_at)
+    finally:
+        worker.stop()
+
+
+def test_two_workers_share_the_partitions(stream_settings: Settings, tmp_path: Path):
+    events = generate(ScenarioConfig(seed=23, threads=2_000, agents=20))
+    load_scenario(stream_settings, events)
+    expected = expected_numbers(events, PARTITIONS)
+    workers = [
+        WorkerProcess(worker_settings(stream_settings, tmp_path / name), tmp_path / f"{name}.log")
+        for name in ("w1", "w2")
+    ]
+    for worker in workers:
+        worker.start()
+    try:
+        def both_own_some() -> bool:
+            texts = scrape_all(workers)
+            return texts is not None and all(parse_all_lag([t]) for t in texts)
+
+        wait_for(both_own_some, 180, "both workers to own partitions",
+                 lambda: "\n---\n".join(w.log_tail() for w in workers))
+        series = run_until_done(workers, sum(expected.contents.values()), timeout=300)
+        scraped_at = time.time()
+        assert_numbers_equal(series, expected_series(expected))
+        assert_backlog_equal(series, expected, scraped_at)
+    finally:
+        for worker in workers:
+            worker.stop()

@@ -107,9 +107,16 @@ def parse_series(text: str, drop: Iterable[str] = ("partition",)) -> Series:
     out: Series = defaultdict(float)
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            labels = tuple(sorted((k, v) for k, v in sample.labels.items() if k not in dropped))
+            labels = tuple(
+                sorted((k, _normal(k, v)) for k, v in sample.labels.items() if k not in dropped)
+            )
             out[(sample.name, labels)] += sample.value
     return dict(out)
+
+
+def _normal(name: str, value: str) -> str:
+    # ``le="5"`` and ``le="5.0"`` are the same bucket bound.
+    return str(float(value)) if name == "le" and value != "+Inf" else value
 
 
 def sum_series(parts: Iterable[Series]) -> Series:
