@@ -8,7 +8,9 @@ then, one after the other, two servers in their own process on free ports:
 
 ``--concurrency`` senders (aiohttp client, keep-alive) post signed one-event classic deliveries
 for ``--seconds`` after a warm-up; prints deliveries/s and p50/p99 latency side by side with the
-ratio. Run: ``/work/venv-dev/bin/python benchmarks/connector_bench.py [--seconds 15]``.
+ratio, and the server's CPU time per delivery (robust to other load on the machine). Rounds
+alternate ceiling/connector; medians are reported.
+Run: ``/work/venv-dev/bin/python benchmarks/connector_bench.py [--seconds 10 --rounds 3]``.
 """
 
 from __future__ import annotations
@@ -169,6 +171,10 @@ async def load(
     }
 
 
+def median_of(results: list[dict[str, float]]) -> dict[str, float]:
+    return {key: statistics.median(r[key] for r in results) for key in results[0]}
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -201,9 +207,10 @@ def measure(kind: str, bootstrap: str, args: argparse.Namespace) -> dict[str, fl
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bootstrap", help="use this broker instead of starting one")
-    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (medians)")
     parser.add_argument(
         "--rate", type=float, help="offered deliveries/s in all (default: as fast as answered)"
     )
@@ -225,13 +232,25 @@ def main() -> int:
         bootstrap = kafka.bootstrap_servers
     try:
         asyncio.run(create_topics(bootstrap, {TOPIC: 8, DLQ: 1}))
-        ceiling = measure("ceiling", bootstrap, args)
-        real = measure("connector", bootstrap, args)
+        rounds: dict[str, list[dict[str, float]]] = {"ceiling": [], "connector": []}
+        for number in range(args.rounds):  # interleaved: both see the same background load
+            for kind in ("ceiling", "connector"):
+                r = measure(kind, bootstrap, args)
+                rounds[kind].append(r)
+                print(
+                    f"round {number + 1} {kind:10} {r['rate']:6.0f}/s p50 {r['p50_ms']:6.2f} ms "
+                    f"p99 {r['p99_ms']:6.2f} ms cpu {r['cpu_us']:4.0f} us",
+                    flush=True,
+                )
+        ceiling, real = median_of(rounds["ceiling"]), median_of(rounds["connector"])
     finally:
         if kafka is not None:
             kafka.stop()
     offered = f"offered {args.rate:g}/s" if args.rate else "closed loop"
-    print(f"{args.concurrency} concurrent senders ({offered}), {args.seconds:g} s, 1 event each")
+    print(
+        f"{args.concurrency} concurrent senders ({offered}), {args.seconds:g} s x "
+        f"{args.rounds} rounds (medians), 1 event per delivery"
+    )
     print(
         f"{'':12}{'deliveries/s':>14}{'p50 ms':>10}{'p99 ms':>10}{'failures':>10}"
         f"{'server CPU us/delivery':>24}"

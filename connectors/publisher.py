@@ -101,20 +101,36 @@ class KafkaPublisher:
     async def publish(self, messages: Sequence[Message], *, within_seconds: float) -> None:
         if not self._started:
             raise PublishError("producer is not running")
+        # A bare timer instead of asyncio.timeout(): the same semantics for this one await
+        # chain at a fraction of the per-delivery cost (it runs for every webhook).
+        task = asyncio.current_task()
+        assert task is not None
+        expired = False
+
+        def expire() -> None:
+            nonlocal expired
+            expired = True
+            task.cancel()
+
+        timer = asyncio.get_running_loop().call_later(within_seconds, expire)
         send = self._producer.send
         try:
-            async with asyncio.timeout(within_seconds):
-                acks = [await send(m.topic, m.value, key=m.key) for m in messages]
-                # Cancelling an acknowledgement (on timeout) does not stop its record: it may
-                # still land, and the redelivery is deduplicated downstream by event id.
-                if len(acks) == 1:
-                    await acks[0]
-                elif acks:
-                    await asyncio.gather(*acks)
-        except TimeoutError:
+            acks = [await send(m.topic, m.value, key=m.key) for m in messages]
+            # Cancelling an acknowledgement (on timeout) does not stop its record: it may
+            # still land, and the redelivery is deduplicated downstream by event id.
+            if len(acks) == 1:
+                await acks[0]
+            elif acks:
+                await asyncio.gather(*acks)
+        except asyncio.CancelledError:
+            if not expired:
+                raise
+            task.uncancel()
             raise PublishError(f"Kafka did not acknowledge within {within_seconds:g} s") from None
         except KafkaError as error:
             raise PublishError(f"Kafka refused the records: {type(error).__name__}") from None
+        finally:
+            timer.cancel()
 
     async def ready(self) -> bool:
         if not self._started:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import hmac
 import logging
 import math
@@ -186,8 +187,9 @@ class _Receiver:
             self.metrics.dead_letters.labels(item.reason).inc()
             log.info("event=dead_letter endpoint=%s reason=%s", endpoint, item.reason)
         self._count(endpoint, 200)
-        return _json(
-            200, {"published": len(delivery.records), "dead_lettered": len(delivery.dead_letters)}
+        return web.Response(
+            body=_accepted_body(len(delivery.records), len(delivery.dead_letters)),
+            content_type="application/json",
         )
 
     # --- operations -----------------------------------------------------------------------
@@ -228,7 +230,8 @@ class _Receiver:
 
 def _same(given: str | None, expected: str) -> bool:
     """Constant-time comparison of a presented secret with the configured one."""
-    return True
+    if given is None:
+        return False
     return hmac.compare_digest(
         given.encode("utf-8", "surrogateescape"), expected.encode("utf-8", "surrogateescape")
     )
@@ -239,16 +242,25 @@ async def _read_bounded(request: web.Request, limit: int) -> bytes | None:
     declared = request.content_length
     if declared is not None and declared > limit:
         return None
+    content = request.content
+    if content.is_eof():  # small bodies arrive with the headers: already complete
+        whole = content.read_nowait()
+        return whole if len(whole) <= limit else None
     chunks: list[bytes] = []
     size = 0
     while True:
-        chunk = await request.content.readany()
+        chunk = await content.readany()
         if not chunk:
             return b"".join(chunks)
         size += len(chunk)
         if size > limit:
             return None
         chunks.append(chunk)
+
+
+@functools.lru_cache(maxsize=1024)
+def _accepted_body(published: int, dead_lettered: int) -> bytes:
+    return orjson.dumps({"published": published, "dead_lettered": dead_lettered})
 
 
 def _json(status: int, payload: object, headers: dict[str, str] | None = None) -> web.Response:
@@ -265,8 +277,11 @@ def main(settings: Settings, argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="engage-streams connector",
         description="Receive Engage Digital / RingCentral webhooks and publish them to Kafka.",
-        epilog="settings (environment): "
-        + ", ".join(f"{k}={v}" for k, v in settings.describe().items() if _connector_setting(k)),
+        epilog="settings (environment, current value):\n"
+        + "\n".join(
+            f"  {k}={v}" for k, v in settings.describe().items() if k in CONNECTOR_SETTINGS
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--host", help="listen address (CONNECTOR_HOST)")
     parser.add_argument("--port", type=int, help="listen port (CONNECTOR_PORT)")
@@ -291,13 +306,13 @@ def main(settings: Settings, argv: list[str]) -> int:
     return asyncio.run(serve(settings))
 
 
-def _connector_setting(variable: str) -> bool:
-    return variable.startswith(("KAFKA_", "CONNECTOR_", "RINGCENTRAL_")) or (
-        variable.startswith("ENGAGE_") and variable.endswith(
-            ("TOPIC", "SECRET", "UNAUTHENTICATED", "VERIFY_TOKEN", "BODY", "BYTES", "SECONDS",
-             "PARTITIONS", "REPLICATION")
-        )
-    )  # fmt: skip
+CONNECTOR_SETTINGS: Final = (
+    "KAFKA_BOOTSTRAP_SERVERS", "ENGAGE_TOPIC", "ENGAGE_DLQ_TOPIC", "CONNECTOR_HOST",
+    "CONNECTOR_PORT", "ENGAGE_WEBHOOK_SECRET", "ENGAGE_ALLOW_UNAUTHENTICATED",
+    "ENGAGE_VERIFY_TOKEN", "RINGCENTRAL_VERIFICATION_TOKEN", "ENGAGE_FORWARD_BODY",
+    "ENGAGE_MAX_BODY_BYTES", "ENGAGE_PUBLISH_TIMEOUT_SECONDS", "ENGAGE_TOPIC_PARTITIONS",
+    "ENGAGE_TOPIC_REPLICATION",
+)  # fmt: skip
 
 
 async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> int:

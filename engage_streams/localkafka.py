@@ -187,7 +187,11 @@ class LocalKafka:
         finally:
             out.close()
         self.pid_file.write_text(f"{self._process.pid}\n")
-        self._wait_until_answering(self._process)
+        try:
+            self._wait_until_answering(self._process)
+        except BaseException:  # interrupted (Ctrl-C, SIGTERM) or failed: leave nothing behind
+            self.stop()
+            raise
 
     def stop(self) -> bool:
         """Stop it (SIGTERM, SIGKILL after the deadline); False if it was not running."""
@@ -206,8 +210,7 @@ class LocalKafka:
     def status(self) -> KafkaStatus:
         """The truth: the pid file's process is a live broker AND its port answers."""
         pid = self._running_pid()
-        port = self._recorded_port() if pid is not None else None
-        port = port or self.config.port
+        port = self._recorded_port() or self.config.port  # this data dir's broker's port
         answering = pid is not None and broker_answers("127.0.0.1", port, timeout=2.0)
         return KafkaStatus(pid, answering, f"127.0.0.1:{port}", self.data_dir)
 

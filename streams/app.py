@@ -69,6 +69,9 @@ app = BatchApp(
     table_standby_replicas=0,
     broker_commit_interval=2.0,
     stream_wait_empty=False,
+    # Whole batches go to the pipeline: fetch big ones.
+    broker_max_poll_records=10_000,
+    consumer_max_fetch_size=4 * 1024 * 1024,
 )
 
 contents_topic = app.topic(

@@ -52,28 +52,36 @@ class AgentDay:
     set of channels the agent cleared.
     """
 
-    __slots__ = ("_answers", "_max_run", "_tail_run", "cleared_sources")
+    __slots__ = ("_answers", "_max_run", "_stale", "_tail_run", "cleared_sources")
 
     def __init__(self) -> None:
         self._answers: list[tuple[float, str, bool]] = []
         self._max_run = 0
         self._tail_run = 0
+        self._stale = False
         self.cleared_sources: set[str | None] = set()
 
     def add_answer(self, event_time: float, content_id: str, within_sla: bool) -> None:
-        """Record an answer; recomputes the day's streaks when it arrived out of order."""
+        """Record an answer; an out-of-order one makes the streaks be recounted when read."""
         entry = (event_time, content_id, within_sla)
         if not self._answers or entry[:2] >= self._answers[-1][:2]:
             self._answers.append(entry)
-            self._tail_run = self._tail_run + 1 if within_sla else 0
-            self._max_run = max(self._max_run, self._tail_run)
+            if not self._stale:
+                self._tail_run = self._tail_run + 1 if within_sla else 0
+                self._max_run = max(self._max_run, self._tail_run)
             return
+        # Replays interleave partitions, so out-of-order answers come in bursts: recount
+        # once when the streaks are read, not on every insertion.
         bisect.insort(self._answers, entry)
+        self._stale = True
+
+    def _recount(self) -> None:
         run = best = 0
         for _, _, ok in self._answers:
             run = run + 1 if ok else 0
             best = max(best, run)
         self._max_run, self._tail_run = best, run
+        self._stale = False
 
     @property
     def answers(self) -> int:
@@ -83,6 +91,8 @@ class AgentDay:
     @property
     def longest_sla_run(self) -> int:
         """The longest run of consecutive answers within SLA this day."""
+        if self._stale:
+            self._recount()
         return self._max_run
 
     def nth_answer_time(self, n: int) -> float | None:
@@ -92,6 +102,8 @@ class AgentDay:
     def badges(self, rules: ScoringRules, first_to_answer: bool) -> Counter[str]:
         """Badges earned this day (``first_to_answer``: whether this agent won that race)."""
         earned: Counter[str] = Counter()
+        if self._stale:
+            self._recount()
         for threshold in rules.sla_streaks:
             if self._max_run >= threshold:
                 earned[streak_badge(threshold)] = 1

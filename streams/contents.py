@@ -25,6 +25,7 @@ from faust.types import TP
 from streams.activity import AgentActivity, encode_activity
 from streams.durable import (
     DurablePartition,
+    FlushBatch,
     apply_locally,
     finish_flush,
     load_partition,
@@ -52,7 +53,7 @@ class ContentsPipeline:
         producer_factory: Callable[[], AIOKafkaProducer],
         prepare_topics: Callable[[], Awaitable[None]] | None = None,
         flush_interval_seconds: float = 1.0,
-        max_dirty_threads: int = 2000,
+        max_dirty_threads: int = 20_000,
         expire_every_seconds: float = 3600.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -74,6 +75,7 @@ class ContentsPipeline:
         self._last_flush: dict[int, float] = {}
         self._last_expiry: dict[int, float] = {}
         self._pending_sends: list[asyncio.Future[Any]] = []
+        self._inflight: dict[int, asyncio.Task[None]] = {}
         self._lock = asyncio.Lock()
         self.unreadable_records = 0
 
@@ -86,6 +88,7 @@ class ContentsPipeline:
         async with self._lock:
             for durable in list(self.owned.values()):
                 await self._flush(durable)
+                await self._drain(durable.partition)
             self.owned.clear()
         if self.producer is not None:
             await self.producer.stop()
@@ -107,6 +110,7 @@ class ContentsPipeline:
                     continue
                 try:
                     await self._flush(durable)
+                    await self._drain(partition)
                 except Exception:  # noqa: BLE001 -- the new owner replays from the last flush
                     log.exception("flush of revoked partition %d failed", partition)
                 self._forget(partition)
@@ -193,6 +197,7 @@ class ContentsPipeline:
 
     def _forget(self, partition: int) -> None:
         self.owned.pop(partition, None)
+        self._inflight.pop(partition, None)
         self._local.pop(partition, None)
         self._last_flush.pop(partition, None)
 
@@ -208,15 +213,56 @@ class ContentsPipeline:
             self._pending_sends.append(future)
 
     async def _flush(self, durable: DurablePartition) -> None:
-        """Make the partition's state durable (see ``streams.durable``). Caller holds the lock."""
+        """Start making the partition's state durable; caller holds the lock.
+
+        The records are encoded now (the state goes on changing); writing them waits in a
+        background task, so processing goes on while Kafka acknowledges. Flushes of one
+        partition complete in order: each waits for the previous one first.
+        """
         producer = await self._started_producer()
-        if self._pending_sends:
-            pending, self._pending_sends = self._pending_sends, []
-            await asyncio.gather(*pending)
+        partition = durable.partition
+        self._last_flush[partition] = time.monotonic()
         if not durable.needs_flush:
-            self._last_flush[durable.partition] = time.monotonic()
             return
+        previous = self._inflight.get(partition)
+        activities, self._pending_sends = self._pending_sends, []
         batch = prepare_flush(durable)
+        task = asyncio.create_task(
+            self._write(producer, durable, batch, activities, previous),
+            name=f"flush-{partition}",
+        )
+        task.add_done_callback(self._on_written)
+        self._inflight[partition] = task
+
+    def _on_written(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or task.exception() is None:
+            return
+        # State could not be made durable: stop, so that a restart resumes from what was.
+        log.error("flush failed, stopping the worker", exc_info=task.exception())
+        crash = getattr(self.app, "crash", None)
+        if crash is not None:
+            asyncio.ensure_future(crash(task.exception()))
+
+    async def _drain(self, partition: int) -> None:
+        """Wait until every flush started for ``partition`` is complete."""
+        task = self._inflight.get(partition)
+        if task is not None:
+            await task
+
+    async def _write(
+        self,
+        producer: AIOKafkaProducer,
+        durable: DurablePartition,
+        batch: FlushBatch,
+        activities: list[asyncio.Future[Any]],
+        previous: asyncio.Task[None] | None,
+    ) -> None:
+        if previous is not None:
+            await previous
+        # The activities released up to this flush must be in Kafka before the state that
+        # says they were released (a replay after a crash would not release them again).
+        if activities:
+            await asyncio.gather(*activities)
         changelog = self.table.changelog_topic.get_topic_name()
         futures: list[asyncio.Future[Any]] = []
         builder = producer.create_batch()
@@ -234,14 +280,15 @@ class ContentsPipeline:
         builder.close()
         futures.append(await producer.send_batch(builder, changelog, partition=batch.partition))
         results = await asyncio.gather(*futures)
-        apply_locally(batch, self._local[durable.partition])
+        if self.owned.get(batch.partition) is not durable:
+            return  # revoked meanwhile: the new owner recovers from the changelog
+        apply_locally(batch, self._local[batch.partition], durable.threads)
         set_offset = getattr(self.table.data, "set_persisted_offset", None)
         if set_offset is not None:
             # The store's recovery resumes after the last changelog offset it has applied.
             last_offset = int(results[-1].offset) + in_builder - 1
             set_offset(TP(changelog, batch.partition), last_offset)
         finish_flush(durable, batch)
-        self._last_flush[durable.partition] = time.monotonic()
         if batch.applied_offset >= 0:
             await commit_offsets(self.app, {batch.partition: batch.applied_offset + 1}, self.topic)
 

@@ -21,11 +21,10 @@ This module does the encoding and the bookkeeping; ``streams.contents`` does the
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import msgspec
 
-from streams.activity import AgentActivity
 from streams.partition import (
     PartitionState,
     decode_partition_state,
@@ -34,6 +33,7 @@ from streams.partition import (
     encode_thread_state,
 )
 from streams.thread_store import LocalPartition, ThreadCache, partition_key
+from streams.threads import ThreadState
 
 
 class PartitionRecord(msgspec.Struct, array_like=True):
@@ -56,11 +56,15 @@ class DurablePartition:
     threads: ThreadCache
     snapshot: PartitionState
     flushed_offset: int
-    activities: list[AgentActivity] = field(default_factory=list)
+    #: ``applied_offset`` of the latest flush started (it may still be in flight).
+    started_offset: int = -1
+
+    def __post_init__(self) -> None:
+        self.started_offset = self.flushed_offset
 
     @property
     def needs_flush(self) -> bool:
-        return self.state.applied_offset != self.flushed_offset or self.threads.dirty_count > 0
+        return self.state.applied_offset != self.started_offset or self.threads.dirty_count > 0
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,7 @@ class FlushBatch:
     records: list[tuple[bytes, bytes | None]]
     state: bytes
     applied_offset: int
+    threads: dict[str, ThreadState | None]
 
 
 def load_partition(partition: int, local: LocalPartition) -> DurablePartition:
@@ -108,16 +113,20 @@ def prepare_flush(durable: DurablePartition) -> FlushBatch:
     head = _record_encoder.encode(PartitionRecord(state_bytes, encoded))
     records: list[tuple[bytes, bytes | None]] = [(partition_key(durable.partition), head)]
     records.extend((thread_id.encode(), value) for thread_id, value in encoded.items())
-    return FlushBatch(durable.partition, records, state_bytes, durable.state.applied_offset)
+    durable.started_offset = durable.state.applied_offset
+    return FlushBatch(
+        durable.partition, records, state_bytes, durable.state.applied_offset, dirty
+    )
 
 
-def apply_locally(batch: FlushBatch, local: LocalPartition) -> None:
+def apply_locally(batch: FlushBatch, local: LocalPartition, threads: ThreadCache) -> None:
     """Write an acknowledged flush to the local store (same records, same order)."""
     for key, value in batch.records:
         if value is None:
             local.delete(key)
         else:
             local.put(key, value)
+    threads.stored(batch.threads)
 
 
 def finish_flush(durable: DurablePartition, batch: FlushBatch) -> None:

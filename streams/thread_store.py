@@ -11,7 +11,7 @@ marked dirty until the next flush takes them (``take_dirty``). A deleted thread 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any, Protocol
 
 from aiokafka.partitioner import murmur2
@@ -96,12 +96,16 @@ class ThreadCache:
         self._local = local
         self._cache: dict[str, ThreadState | None] = {}
         self._dirty: set[str] = set()
+        # Taken by a flush that Kafka has not acknowledged yet: not in the store either.
+        self._unstored: dict[str, ThreadState | None] = {}
         self._max_clean = max_clean_entries
 
     def get(self, thread_id: str) -> ThreadState | None:
         try:
             return self._cache[thread_id]
         except KeyError:
+            if thread_id in self._unstored:
+                return self._unstored[thread_id]
             raw = self._local.get(thread_id.encode())
             state = None if raw is None else decode_thread_state(raw)
             self._cache[thread_id] = state
@@ -123,6 +127,15 @@ class ThreadCache:
         """The states written since the last call (None = deleted); they are clean after."""
         dirty = {thread_id: self._cache[thread_id] for thread_id in self._dirty}
         self._dirty = set()
-        if len(self._cache) > self._max_clean:
-            self._cache = {}
+        self._unstored.update(dirty)
         return dirty
+
+    def stored(self, flushed: Mapping[str, ThreadState | None]) -> None:
+        """``flushed`` (what one ``take_dirty`` returned) is in the store now."""
+        unstored = self._unstored
+        for thread_id, state in flushed.items():
+            # A later flush may have taken a newer state of the thread: keep that one.
+            if thread_id in unstored and unstored[thread_id] is state:
+                del unstored[thread_id]
+        if len(self._cache) > self._max_clean:
+            self._cache = {thread_id: self._cache[thread_id] for thread_id in self._dirty}

@@ -41,8 +41,8 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafk
             controller_port=free_port(),
         )
     )
-    broker.start()
     try:
+        broker.start()
         yield broker
     finally:
         broker.stop()

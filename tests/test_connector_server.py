@@ -37,7 +37,8 @@ def sample_bytes(name: str) -> bytes:
 
 
 def sample(name: str) -> dict[str, Any]:
-    return orjson.loads(sample_bytes(name))
+    loaded: dict[str, Any] = orjson.loads(sample_bytes(name))
+    return loaded
 
 
 @dataclass

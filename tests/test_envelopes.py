@@ -30,7 +30,8 @@ NOW = datetime(2026, 3, 2, 12, 0, 0, tzinfo=UTC)
 
 
 def sample(name: str) -> dict[str, Any]:
-    return orjson.loads((SAMPLES / name).read_bytes())
+    loaded: dict[str, Any] = orjson.loads((SAMPLES / name).read_bytes())
+    return loaded
 
 
 def classic(envelope: dict[str, Any], forward_body: bool = False) -> Delivery:

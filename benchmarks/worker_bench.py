@@ -1,0 +1,251 @@
+"""Benchmark: sustained events/s of one stream worker against the real broker, next to a
+raw aiokafka consume-and-decode loop on the same data (the ceiling). Not a test.
+
+    python benchmarks/worker_bench.py [--events 200000] [--partitions 4] [--bootstrap HOST:PORT]
+
+Without ``--bootstrap`` it starts a local Apache Kafka broker (``engage_streams.localkafka``)
+on free ports in a temporary directory. Steps:
+
+1. generate a scenario (``streams.scenario``) of about ``--events`` events and load it into a
+   fresh topic (keyed by thread id);
+2. ceiling: one aiokafka consumer reads every record and decodes it (``decode_event``);
+3. worker: ``engage-streams worker`` (a child process, RocksDB state, durable flushes)
+   processes the same topic; the rate is measured from its first to its last processed
+   record, read from its ``engage_stream_lag_messages`` (start-up and rebalance excluded);
+4. live: while the worker runs, ``--live-events`` more events are produced at
+   ``--live-rate`` per second; the end-to-end lag is the time from the last produced
+   event to the moment the worker has processed (and made durable) everything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from engage_streams.localkafka import KafkaConfig, LocalKafka, create_topics, free_port  # noqa: E402
+from engage_streams.record import decode_event, encode_event  # noqa: E402
+from engage_streams.settings import Settings  # noqa: E402
+from streams.scenario import ScenarioConfig, generate  # noqa: E402
+from streams.worker import export_settings  # noqa: E402
+
+
+async def load(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", linger_ms=20, max_batch_size=512 * 1024
+    )
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, value=v, key=k) for k, v in records]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def ceiling(bootstrap: str, topic: str, partitions: int, total: int) -> float:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        seen = 0
+        started = time.perf_counter()
+        while seen < total:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            for records in batches.values():
+                for record in records:
+                    decode_event(record.value)
+                seen += sum(len(r) for r in batches.values())
+        return total / (time.perf_counter() - started)
+    finally:
+        await consumer.stop()
+
+
+def lag_of(port: int) -> tuple[int, float] | None:
+    """(partitions reported, total lag) from the worker's /metrics, None when not up."""
+    try:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2.0).text
+    except httpx.HTTPError:
+        return None
+    owned, lag = 0, 0.0
+    for family in text_string_to_metric_families(text):
+        if family.name == "engage_stream_lag_messages":
+            for sample in family.samples:
+                owned += 1
+                lag += sample.value
+    return owned, lag
+
+
+def run_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+    saved = dict(os.environ)
+    export_settings(settings)
+    env = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(saved)
+    return subprocess.Popen(
+        [sys.executable, "-m", "engage_streams.cli", "worker"],
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--bootstrap", default=None)
+    parser.add_argument("--live-events", type=int, default=30_000)
+    parser.add_argument("--live-rate", type=float, default=5_000.0)
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="engage-bench-"))
+    broker = None
+    bootstrap = args.bootstrap
+    if bootstrap is None:
+        broker = LocalKafka(
+            KafkaConfig(data_dir=workdir / "kafka", port=free_port(), controller_port=free_port())
+        )
+        broker.start()
+        bootstrap = broker.bootstrap_servers
+    worker = None
+    try:
+        suffix = uuid.uuid4().hex[:8]
+        topic = f"bench.contents.{suffix}"
+        asyncio.run(create_topics(bootstrap, {topic: args.partitions}))
+        threads = max(100, args.events // 9)
+        events = generate(ScenarioConfig(seed=5, threads=threads, agents=200))[: args.events]
+        live = generate(
+            ScenarioConfig(seed=6, threads=max(50, args.live_events // 9), agents=200,
+                           base_time=time.time() - 3600)
+        )[: args.live_events]
+        records = [(e.thread_id.encode(), encode_event(e)) for e in events]
+        total = len(records)
+        started = time.perf_counter()
+        asyncio.run(load(bootstrap, topic, records))
+        print(f"loaded {total} events into {topic} in {time.perf_counter() - started:.1f} s")
+
+        raw = asyncio.run(ceiling(bootstrap, topic, args.partitions, total))
+
+        port = free_port()
+        settings = replace(
+            Settings(),
+            kafka_bootstrap_servers=bootstrap,
+            topic=topic,
+            dlq_topic=f"{topic}.dlq",
+            activity_topic=f"bench.activity.{suffix}",
+            summary_topic=f"bench.summaries.{suffix}",
+            topic_partitions=args.partitions,
+            app_id=f"bench-{suffix}",
+            worker_web_port=port,
+            data_dir=str(workdir / "worker"),
+        )
+        worker = run_worker(settings, workdir / "worker.log")
+        first = last = None
+        samples: list[tuple[float, float]] = []
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            reading = lag_of(port)
+            now = time.perf_counter()
+            if reading is not None and reading[0] == args.partitions:
+                _, lag = reading
+                samples.append((now, lag))
+                if first is None and lag < total:
+                    first = now
+                if lag == 0:
+                    last = now
+                    break
+            time.sleep(0.05)
+        if first is None or last is None:
+            print("the worker did not finish; log:", (workdir / "worker.log").read_text()[-3000:])
+            return 1
+        # The first sample below ``total`` came up to one poll after processing began.
+        rate = total / max(last - first, 1e-6)
+
+        # Live: produce at a steady rate, then time until the worker has caught up.
+        live_records = [(e.thread_id.encode(), encode_event(e)) for e in live]
+
+        async def produce_live() -> float:
+            producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+            await producer.start()
+            try:
+                t0 = time.perf_counter()
+                futures = []
+                for i, (key, value) in enumerate(live_records):
+                    futures.append(await producer.send(topic, value=value, key=key))
+                    ahead = t0 + (i + 1) / args.live_rate - time.perf_counter()
+                    if ahead > 0:
+                        await asyncio.sleep(ahead)
+                await asyncio.gather(*futures)
+                return time.perf_counter()
+            finally:
+                await producer.stop()
+
+        lags_during: list[float] = []
+
+        async def live_phase() -> tuple[float, float]:
+            producing = asyncio.create_task(produce_live())
+            while not producing.done():
+                reading = await asyncio.to_thread(lag_of, port)
+                if reading is not None:
+                    lags_during.append(reading[1])
+                await asyncio.sleep(0.1)
+            produced_at = producing.result()
+            while True:
+                reading = await asyncio.to_thread(lag_of, port)
+                if reading is not None and reading[1] == 0:
+                    return produced_at, time.perf_counter()
+                await asyncio.sleep(0.02)
+
+        produced_at, caught_up_at = asyncio.run(live_phase())
+        e2e = caught_up_at - produced_at
+
+        print()
+        print(f"{'pipeline':<48} {'events/s':>12}")
+        print(f"{'raw aiokafka getmany + msgspec decode (ceiling)':<48} {raw:>12,.0f}")
+        print(f"{'engage-streams worker (durable, exact)':<48} {rate:>12,.0f}")
+        print(f"{'ratio worker / ceiling':<48} {rate / raw:>12.1%}")
+        print()
+        print(
+            f"live: {len(live_records)} events at {args.live_rate:,.0f}/s; worker lag while "
+            f"producing: median {statistics.median(lags_during or [0]):,.0f} messages, "
+            f"max {max(lags_during or [0]):,.0f}; caught up {e2e * 1000:,.0f} ms after the "
+            "last event was acknowledged (end-to-end lag, durable state included)"
+        )
+        return 0
+    finally:
+        if worker is not None:
+            worker.terminate()
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+        if broker is not None:
+            broker.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
