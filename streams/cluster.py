@@ -117,6 +117,10 @@ class ClusterReplica:
                             continue
                         self.summaries[summary.partition] = summary
             rounds += 1
-            if rounds % 20 == 0:
+            complete = {tp.topic for tp in self._assigned} == {
+                self.activity_topic,
+                self.summary_topic,
+            }
+            if not complete or rounds % 20 == 0:
                 # Topics may gain partitions or appear after we started.
                 await self._assign_all()

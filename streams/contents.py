@@ -76,6 +76,7 @@ class ContentsPipeline:
         self._last_expiry: dict[int, float] = {}
         self._pending_sends: list[asyncio.Future[Any]] = []
         self._inflight: dict[int, asyncio.Task[None]] = {}
+        self._producer_lock = asyncio.Lock()
         self._lock = asyncio.Lock()
         self.unreadable_records = 0
 
@@ -311,10 +312,11 @@ class ContentsPipeline:
 
     async def _started_producer(self) -> AIOKafkaProducer:
         # Batches can arrive before the app's services start (right after recovery).
-        if self.producer is None:
-            if self._prepare_topics is not None:
-                await self._prepare_topics()
-            producer = self._producer_factory()
-            await producer.start()
-            self.producer = producer
-        return self.producer
+        async with self._producer_lock:
+            if self.producer is None:
+                if self._prepare_topics is not None:
+                    await self._prepare_topics()
+                producer = self._producer_factory()
+                await producer.start()
+                self.producer = producer
+            return self.producer
