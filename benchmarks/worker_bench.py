@@ -38,11 +38,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engage_streams.localkafka import KafkaConfig, LocalKafka, create_topics, free_port  # noqa: E402
-from engage_streams.record import decode_event, encode_event  # noqa: E402
-from engage_streams.settings import Settings  # noqa: E402
-from streams.scenario import ScenarioConfig, generate  # noqa: E402
-from streams.worker import export_settings  # noqa: E402
+from engage_streams.localkafka import KafkaConfig, LocalKafka, create_topics, free_port
+from engage_streams.record import decode_event, encode_event
+from engage_streams.settings import Settings
+from streams.scenario import ScenarioConfig, generate
+from streams.worker import export_settings
 
 
 async def load(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
@@ -138,8 +138,12 @@ def main() -> int:
         threads = max(100, args.events // 9)
         events = generate(ScenarioConfig(seed=5, threads=threads, agents=200))[: args.events]
         live = generate(
-            ScenarioConfig(seed=6, threads=max(50, args.live_events // 9), agents=200,
-                           base_time=time.time() - 3600)
+            ScenarioConfig(
+                seed=6,
+                threads=max(50, args.live_events // 9),
+                agents=200,
+                base_time=time.time() - 3600,
+            )
         )[: args.live_events]
         records = [(e.thread_id.encode(), encode_event(e)) for e in events]
         total = len(records)

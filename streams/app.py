@@ -85,7 +85,9 @@ contents_topic = app.topic(
 threads = app.Table(
     "threads",
     partitions=settings.topic_partitions,
-    schema=faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"),
+    schema=faust.Schema(
+        key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+    ),
     extra_topic_configs={"max.message.bytes": str(MAX_RECORD_BYTES)},
     help="Per-thread state and each partition's durable totals (see streams.durable).",
 )
@@ -149,13 +151,14 @@ def _owned_partitions(assigned: Any) -> set[int]:
     return {tp.partition for tp in assigned if tp.topic == settings.topic}
 
 
-@app.on_partitions_revoked.connect  # type: ignore[untyped-decorator]
-async def _on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
+@app.on_partitions_revoked.connect  # type: ignore[arg-type]
+async def _on_revoked(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+    revoked = args[0] if args else kwargs.get("revoked", set())
     await pipeline.on_revoked(_owned_partitions(revoked))
 
 
-@app.on_rebalance_complete.connect  # type: ignore[untyped-decorator]
-async def _on_rebalance_complete(sender: Any, **kwargs: Any) -> None:
+@app.on_rebalance_complete.connect  # type: ignore[arg-type]
+async def _on_rebalance_complete(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
     await pipeline.on_assigned(_owned_partitions(app.assignor.assigned_actives()))
 
 
@@ -165,7 +168,7 @@ async def _tick() -> None:
 
 
 @app.service
-class ClusterServices(mode.Service):  # type: ignore[misc]
+class ClusterServices(mode.Service):
     """Creates the side topics, runs the replica, publishes partition summaries."""
 
     async def on_start(self) -> None:
@@ -176,7 +179,7 @@ class ClusterServices(mode.Service):  # type: ignore[misc]
         await replica.stop()
         await pipeline.stop()
 
-    @mode.Service.timer(2.0)  # type: ignore[untyped-decorator]
+    @mode.Service.timer(2.0)
     async def _publish_summaries(self) -> None:
         producer = pipeline.producer
         if producer is None:

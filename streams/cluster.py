@@ -13,7 +13,9 @@ it has caught up.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import Callable
 
 import msgspec
@@ -37,7 +39,9 @@ class ClusterReplica:
         summary_topic: str,
         standings: Standings,
         on_activity: Callable[[], None] | None = None,
+        prune_every_seconds: float = 60.0,
     ) -> None:
+        self.prune_every = prune_every_seconds
         self.bootstrap_servers = bootstrap_servers
         self.activity_topic = activity_topic
         self.summary_topic = summary_topic
@@ -64,10 +68,8 @@ class ClusterReplica:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
             self._task = None
         if self._consumer is not None:
             await self._consumer.stop()
@@ -94,8 +96,13 @@ class ClusterReplica:
         consumer = self._consumer
         assert consumer is not None
         rounds = 0
+        last_prune = time.monotonic()
         while True:
             batches = await consumer.getmany(timeout_ms=500, max_records=5000)
+            if not batches and time.monotonic() - last_prune >= self.prune_every:
+                # Caught up: fold per-activity detail that no window needs into the totals.
+                self.standings.prune(time.time())
+                last_prune = time.monotonic()
             for tp, records in batches.items():
                 if tp.topic == self.activity_topic:
                     added = False

@@ -77,6 +77,7 @@ class ContentsPipeline:
         self._pending_sends: list[asyncio.Future[Any]] = []
         self._inflight: dict[int, asyncio.Task[None]] = {}
         self._producer_lock = asyncio.Lock()
+        self._crashing: asyncio.Future[Any] | None = None
         self._lock = asyncio.Lock()
         self.unreadable_records = 0
 
@@ -112,7 +113,7 @@ class ContentsPipeline:
                 try:
                     await self._flush(durable)
                     await self._drain(partition)
-                except Exception:  # noqa: BLE001 -- the new owner replays from the last flush
+                except Exception:
                     log.exception("flush of revoked partition %d failed", partition)
                 self._forget(partition)
 
@@ -242,7 +243,7 @@ class ContentsPipeline:
         log.error("flush failed, stopping the worker", exc_info=task.exception())
         crash = getattr(self.app, "crash", None)
         if crash is not None:
-            asyncio.ensure_future(crash(task.exception()))
+            self._crashing = asyncio.ensure_future(crash(task.exception()))
 
     async def _drain(self, partition: int) -> None:
         """Wait until every flush started for ``partition`` is complete."""

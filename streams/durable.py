@@ -114,9 +114,7 @@ def prepare_flush(durable: DurablePartition) -> FlushBatch:
     records: list[tuple[bytes, bytes | None]] = [(partition_key(durable.partition), head)]
     records.extend((thread_id.encode(), value) for thread_id, value in encoded.items())
     durable.started_offset = durable.state.applied_offset
-    return FlushBatch(
-        durable.partition, records, state_bytes, durable.state.applied_offset, dirty
-    )
+    return FlushBatch(durable.partition, records, state_bytes, durable.state.applied_offset, dirty)
 
 
 def apply_locally(batch: FlushBatch, local: LocalPartition, threads: ThreadCache) -> None:

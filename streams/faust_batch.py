@@ -27,10 +27,10 @@ from faust.types import TP
 BatchHandler = Callable[[int, Sequence[Any]], Awaitable[None]]
 
 
-class BatchConsumer(aiokafka_driver.Consumer):  # type: ignore[misc]
+class BatchConsumer(aiokafka_driver.Consumer):
     """A Faust consumer that hands batch-topic records to their handler, a batch at a time."""
 
-    async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Any]]:
+    async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Any]]:  # noqa: ASYNC109
         handlers: Mapping[str, BatchHandler] = getattr(self.app, "batch_handlers", {})
         if not handlers:
             async for item in super().getmany(timeout):
@@ -66,11 +66,11 @@ class BatchConsumer(aiokafka_driver.Consumer):  # type: ignore[misc]
                 yield tp, to_message(tp, record)
 
 
-class BatchTransport(aiokafka_driver.Transport):  # type: ignore[misc]
+class BatchTransport(aiokafka_driver.Transport):
     Consumer = BatchConsumer
 
 
-class BatchApp(faust.App):  # type: ignore[misc]
+class BatchApp(faust.App):
     """A Faust app whose consumer hands batch topics to ``batch_handlers[topic]``."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -83,7 +83,7 @@ class BatchApp(faust.App):  # type: ignore[misc]
 
 async def commit_offsets(app: faust.App, offsets: Mapping[int, int], topic: str) -> None:
     """Commit ``partition -> next offset to read`` for ``topic`` in the app's consumer group."""
-    consumer = app.consumer
+    consumer: Any = app.consumer  # the driver's Consumer: ``_commit`` is not on ConsumerT
     assignment = consumer.assignment()
     tps = {TP(topic, p): o for p, o in offsets.items() if TP(topic, p) in assignment}
     if tps:
@@ -94,6 +94,6 @@ def highwater(app: faust.App, topic: str, partition: int) -> int | None:
     """The partition's end offset as last fetched, or None before the first fetch."""
     try:
         value = app.consumer.highwater(TP(topic, partition))
-    except Exception:  # noqa: BLE001 -- aiokafka raises for unassigned partitions
+    except Exception:
         return None
     return None if value is None else int(value)

@@ -51,7 +51,7 @@ class RocksPartition:
         self._db.delete(key)
 
     def thread_keys(self) -> Iterator[bytes]:
-        for key in self._db.keys():
+        for key in self._db.keys():  # noqa: SIM118 -- rocksdict iterates keys only via keys()
             if not key.startswith(b"\x00") and not key.startswith(b"__faust"):
                 yield bytes(key)
 

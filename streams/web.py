@@ -27,12 +27,10 @@ from streams.worker_metrics import build_registry
 
 
 def _json(status: int, body: Any) -> web.Response:
-    return web.Response(
-        status=status, body=orjson.dumps(body), content_type="application/json"
-    )
+    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
 
 
-class WorkerWeb(mode.Service):  # type: ignore[misc]
+class WorkerWeb(mode.Service):
     """Serves the worker's HTTP API on ``WORKER_WEB_HOST:WORKER_WEB_PORT``."""
 
     def __init__(
@@ -78,9 +76,7 @@ class WorkerWeb(mode.Service):  # type: ignore[misc]
     async def on_start(self) -> None:
         self._runner = web.AppRunner(self.web_application(), access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(
-            self._runner, self.settings.worker_host, self.settings.worker_web_port
-        )
+        site = web.TCPSite(self._runner, self.settings.worker_host, self.settings.worker_web_port)
         await site.start()
         self.log.info(
             "worker web listening on http://%s:%d",

@@ -6,7 +6,7 @@
   ``engage_unreadable_records_total``, and -- from the worker that owns partition 0 of the
   contents topic only, so that ``sum()``/``max()`` over workers see each series once --
   ``engage_leaderboard_score``/``engage_leaderboard_rank`` for the top N of each window and
-  ``engage_agent_info``.
+  ``engage_agent_info`` and ``engage_source_info``.
 """
 
 from __future__ import annotations
@@ -19,10 +19,12 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from streams.channels import merge_channels
 from streams.cluster import ClusterReplica
 from streams.contents import ContentsPipeline
 from streams.directory import Directory
 from streams.exporter import PartitionCollector
+
 
 class WorkerCollector(Collector):
     def __init__(
@@ -58,10 +60,14 @@ class WorkerCollector(Collector):
         if 0 not in self.pipeline.owned:
             return
         score = GaugeMetricFamily(
-            "engage_leaderboard_score", "Score of a top agent in a window.", labels=["window", "agent"]
+            "engage_leaderboard_score",
+            "Score of a top agent in a window.",
+            labels=["window", "agent"],
         )
         rank = GaugeMetricFamily(
-            "engage_leaderboard_rank", "Rank (1 = leader) of a top agent.", labels=["window", "agent"]
+            "engage_leaderboard_rank",
+            "Rank (1 = leader) of a top agent.",
+            labels=["window", "agent"],
         )
         for gauge in self.replica.standings.gauges(time.time(), self.top_n):
             score.add_metric([gauge.window, gauge.agent_id], gauge.score)
@@ -69,12 +75,23 @@ class WorkerCollector(Collector):
         yield score
         yield rank
         info = GaugeMetricFamily(
-            "engage_agent_info", "Agent names and teams (value 1).", labels=["agent", "agent_name", "team"]
+            "engage_agent_info",
+            "Agent names and teams (value 1).",
+            labels=["agent", "agent_name", "team"],
         )
         for agent_id in sorted(set(self.directory) | set(self.replica.standings.agent_ids())):
             team = self.directory.team(agent_id) or ""
             info.add_metric([agent_id, self.directory.name(agent_id), team], 1.0)
         yield info
+        sources = GaugeMetricFamily(
+            "engage_source_info",
+            "Channels (sources) seen in the cluster, with their type (value 1).",
+            labels=["source", "source_name", "source_type"],
+        )
+        for figures in merge_channels(self.replica.summaries.values()):
+            # Names come from the Engage sources API; until enrichment knows one, the id.
+            sources.add_metric([figures.source_id, figures.source_id, figures.source_type], 1.0)
+        yield sources
 
 
 def build_registry(

@@ -159,11 +159,10 @@ def fast_answers(agent: str, count: int, now: float) -> list[ContentEvent]:
 
 
 @pytest.fixture
-def two_workers(
-    kafka_settings: Settings, tmp_path: Path
-) -> Any:
-    from engage_streams.localkafka import create_topics
+def two_workers(kafka_settings: Settings, tmp_path: Path) -> Any:
     import asyncio
+
+    from engage_streams.localkafka import create_topics
 
     suffix = kafka_settings.app_id.rsplit("-", 1)[-1]
     agents_file = tmp_path / "agents.json"
@@ -191,13 +190,15 @@ def test_leaderboards_equal_the_reference_from_either_worker_and_the_wallboard_f
     settings, agents_file, workers = two_workers
     now = time.time()
     generated = generate(
-        ScenarioConfig(seed=31, threads=600, agents=12, base_time=now - 6 * 3600,
-                       span_seconds=5.5 * 3600)
+        ScenarioConfig(
+            seed=31, threads=600, agents=12, base_time=now - 6 * 3600, span_seconds=5.5 * 3600
+        )
     )
     # Slow channels answer hours later: keep what has already happened by now, so that the
     # worker's clock (which never releases the future) and the reference see the same.
     events = [
-        e for e in generated
+        e
+        for e in generated
         if e.received_at.timestamp() < now - 60 and e.event_time.timestamp() < now - 60
     ]
     agents = sorted({e.agent_id for e in events if e.agent_id})
@@ -247,8 +248,12 @@ def test_leaderboards_equal_the_reference_from_either_worker_and_the_wallboard_f
         def channel_ids(w: WorkerProcess = worker) -> set[str]:
             return {c["source_id"] for c in w.get("/api/v1/channels").json()["channels"]}
 
-        wait_for(lambda: channel_ids() >= set(sources), 30, "every channel in /channels",
-                 lambda: str(channel_ids()))
+        wait_for(
+            lambda: channel_ids() >= set(sources),
+            30,
+            "every channel in /channels",
+            lambda: str(channel_ids()),
+        )
 
     browser_check(workers[0], settings)
 
@@ -270,10 +275,19 @@ def browser_check(worker: WorkerProcess, settings: Settings) -> None:
     profile = tempfile.mkdtemp(prefix="wallboard-")
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-                 "--window-size=1600,1000", f"--user-data-dir={profile}"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--window-size=1600,1000",
+        f"--user-data-dir={profile}",
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(driver_path), options=options)
 
@@ -291,12 +305,20 @@ def browser_check(worker: WorkerProcess, settings: Settings) -> None:
     try:
         driver.get(worker.url + "/wallboard?window=today")
         api_leaders = [e["agent_id"] for e in leaderboard(worker, window="today")[1]]
-        wait_for(lambda: shown() == api_leaders, 30, "the wallboard to show the API's leaders",
-                 lambda: f"shown={shown()} api={api_leaders}")
+        wait_for(
+            lambda: shown() == api_leaders,
+            30,
+            "the wallboard to show the API's leaders",
+            lambda: f"shown={shown()} api={api_leaders}",
+        )
         driver.execute_script("window.__notReloaded = true;")
         load(settings, fast_answers("agent-newcomer", 120, time.time()))
-        wait_for(lambda: shown()[:1] == ["agent-newcomer"], 90,
-                 "the newcomer to lead on the wallboard", lambda: f"shown={shown()}")
+        wait_for(
+            lambda: shown()[:1] == ["agent-newcomer"],
+            90,
+            "the newcomer to lead on the wallboard",
+            lambda: f"shown={shown()}",
+        )
         assert driver.execute_script("return window.__notReloaded === true;")
     finally:
         driver.quit()

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import math
+import shutil
+import subprocess
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -72,8 +74,12 @@ def expected_series(expected: Expected) -> Series:
     """The reference as Prometheus samples (the names and labels of CONTRACT.md)."""
     out: Series = {}
     for (source, source_type, direction), n in expected.contents.items():
-        out[("engage_contents_total", labels(source=source, source_type=source_type,
-                                             direction=direction))] = n
+        out[
+            (
+                "engage_contents_total",
+                labels(source=source, source_type=source_type, direction=direction),
+            )
+        ] = n
     for agent, n in expected.agent_replies.items():
         out[("engage_agent_replies_total", labels(agent=agent))] = n
     for (source, within), n in expected.sla.items():
@@ -177,13 +183,13 @@ def stream_settings(kafka_settings: Settings, kafka_broker: object) -> Settings:
         reorder_window_seconds=WINDOW,
         store="rocksdb://",
     )
-    asyncio.run(
-        create_topics(settings.kafka_bootstrap_servers, {settings.topic: PARTITIONS})
-    )
+    asyncio.run(create_topics(settings.kafka_bootstrap_servers, {settings.topic: PARTITIONS}))
     return settings
 
 
-def run_until_done(workers: list[WorkerProcess], expected_contents: float, timeout: float) -> Series:
+def run_until_done(
+    workers: list[WorkerProcess], expected_contents: float, timeout: float
+) -> Series:
     """Scrape until every owned partition is processed and the contents add up."""
     state: dict[str, Series] = {}
 
@@ -232,8 +238,21 @@ def test_one_worker_exports_exactly_the_reference(stream_settings: Settings, tmp
         scraped_at = time.time()
         assert_numbers_equal(series, expected_series(expected))
         assert_backlog_equal(series, expected, scraped_at)
+        assert_promtool_accepts(worker.scrape() or "")
     finally:
         worker.stop()
+
+
+def assert_promtool_accepts(exposition: str) -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed (Debian package prometheus)")
+    checked = subprocess.run(
+        [promtool, "check", "metrics"], input=exposition.encode(), capture_output=True
+    )
+    assert checked.returncode == 0 and not checked.stdout.strip() and not checked.stderr.strip(), (
+        checked.stdout.decode() + checked.stderr.decode()
+    )
 
 
 def flushed_contents(worker: WorkerProcess) -> float:
@@ -282,12 +301,17 @@ def test_two_workers_share_the_partitions(stream_settings: Settings, tmp_path: P
     for worker in workers:
         worker.start()
     try:
+
         def both_own_some() -> bool:
             texts = scrape_all(workers)
             return texts is not None and all(parse_all_lag([t]) for t in texts)
 
-        wait_for(both_own_some, 180, "both workers to own partitions",
-                 lambda: "\n---\n".join(w.log_tail() for w in workers))
+        wait_for(
+            both_own_some,
+            180,
+            "both workers to own partitions",
+            lambda: "\n---\n".join(w.log_tail() for w in workers),
+        )
         series = run_until_done(workers, sum(expected.contents.values()), timeout=300)
         scraped_at = time.time()
         assert_numbers_equal(series, expected_series(expected))
