@@ -29,6 +29,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -73,11 +74,22 @@ def default_data_dir(environ: Mapping[str, str] | None = None) -> Path:
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A TCP port on 127.0.0.1 that nothing listens on right now.
+
+    Taken below Linux's ephemeral range (32768-60999): a port the kernel hands out for
+    ``bind(0)`` is soon reused as the source port of some outgoing connection (Kafka clients
+    open many), and a server started on it a moment later would find it taken.
+    """
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(20000, 32768)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise LocalKafkaError("no free TCP port found in 20000-32767")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import murmur2
 from faust.types import TP
 
 from streams.activity import AgentActivity, encode_activity
@@ -77,6 +78,7 @@ class ContentsPipeline:
         self._pending_sends: list[asyncio.Future[Any]] = []
         self._inflight: dict[int, asyncio.Task[None]] = {}
         self._producer_lock = asyncio.Lock()
+        self._activity_partitions: int | None = None
         self._crashing: asyncio.Future[Any] | None = None
         self._lock = asyncio.Lock()
         self.unreadable_records = 0
@@ -204,15 +206,35 @@ class ContentsPipeline:
         self._last_flush.pop(partition, None)
 
     async def _publish(self, activities: Sequence[AgentActivity]) -> None:
+        """Send activities keyed by agent, one record batch per activity partition.
+
+        Same partition as the default partitioner would pick (murmur2 of the key), without
+        its per-record cost.
+        """
         producer = await self._started_producer()
-        send = producer.send
+        if self._activity_partitions is None:
+            self._activity_partitions = len(await producer.partitions_for(self.activity_topic))
+        partitions = self._activity_partitions
+        by_partition: dict[int, list[AgentActivity]] = {}
         for activity in activities:
-            future = await send(
-                self.activity_topic,
-                key=activity.agent_id.encode(),
-                value=encode_activity(activity),
+            key = activity.agent_id.encode()
+            partition = (murmur2(key) & 0x7FFFFFFF) % partitions
+            by_partition.setdefault(partition, []).append(activity)
+        for partition, group in by_partition.items():
+            builder = producer.create_batch()
+            for activity in group:
+                key, value = activity.agent_id.encode(), encode_activity(activity)
+                if builder.append(key=key, value=value, timestamp=None) is None:
+                    builder.close()
+                    self._pending_sends.append(
+                        await producer.send_batch(builder, self.activity_topic, partition=partition)
+                    )
+                    builder = producer.create_batch()
+                    builder.append(key=key, value=value, timestamp=None)
+            builder.close()
+            self._pending_sends.append(
+                await producer.send_batch(builder, self.activity_topic, partition=partition)
             )
-            self._pending_sends.append(future)
 
     async def _flush(self, durable: DurablePartition) -> None:
         """Start making the partition's state durable; caller holds the lock.

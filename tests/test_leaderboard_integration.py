@@ -228,7 +228,9 @@ def test_leaderboards_equal_the_reference_from_either_worker_and_the_wallboard_f
                 got.append(sum(e["replies"] for e in leaderboard(w, window="all", limit="1000")[1]))
             except (httpx.HTTPError, AssertionError) as exc:
                 got.append(repr(exc))
-        return f"replies per worker {got}, expected {len(activities)}\n" + workers[0].log_tail(30)
+        return f"replies per worker {got}, expected {len(activities)}\n" + "\n---\n".join(
+            f"alive={w.alive()}\n" + w.log_tail(40) for w in workers
+        )
 
     wait_for(caught_up, 240, "both workers to count every activity", counts)
 
