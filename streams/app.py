@@ -85,9 +85,9 @@ contents_topic = app.topic(
 threads = app.Table(
     "threads",
     partitions=settings.topic_partitions,
-    schema=faust.Schema(
-        key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
-    ),
+    # bytes in and out: the changelog's records are read back raw during recovery too.
+    key_type=bytes,
+    value_type=bytes,
     extra_topic_configs={"max.message.bytes": str(MAX_RECORD_BYTES)},
     help="Per-thread state and each partition's durable totals (see streams.durable).",
 )

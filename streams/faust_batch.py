@@ -36,12 +36,13 @@ class BatchConsumer(aiokafka_driver.Consumer):
             async for item in super().getmany(timeout):
                 yield item
             return
-        if not self.flow_active:
-            # Same as Faust: a rebalance is under way; go back to committed offsets.
-            await self.perform_seek()
-            return
+        # As Faust's own getmany: this waits while the flow is stopped (rebalance, recovery).
         records, active_partitions = await self._wait_next_records(timeout)
         if records is None or self.should_stop:
+            return
+        if not self.flow_active:
+            # Same as Faust: fetched while a rebalance began; go back to committed offsets.
+            await self.perform_seek()
             return
         generation_id = self.app.consumer_generation_id
         others: dict[TP, Any] = {}

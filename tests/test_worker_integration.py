@@ -319,3 +319,40 @@ def test_two_workers_share_the_partitions(stream_settings: Settings, tmp_path: P
     finally:
         for worker in workers:
             worker.stop()
+
+
+def test_partitions_move_between_workers_with_their_numbers(
+    stream_settings: Settings, tmp_path: Path
+):
+    """A second worker joins after the first processed everything, then the first dies:
+    the state moves through the changelog and the sum over workers stays exact."""
+    events = generate(ScenarioConfig(seed=41, threads=1_500, agents=15))
+    load_scenario(stream_settings, events)
+    expected = expected_numbers(events, PARTITIONS)
+    total = sum(expected.contents.values())
+    first, second = (
+        WorkerProcess(worker_settings(stream_settings, tmp_path / n), tmp_path / f"{n}.log")
+        for n in ("w1", "w2")
+    )
+    try:
+        first.start()
+        run_until_done([first], total, timeout=180)
+        second.start()
+
+        def shared() -> bool:
+            texts = scrape_all([first, second])
+            return texts is not None and all(parse_all_lag([t]) for t in texts)
+
+        wait_for(shared, 180, "the partitions to be shared", lambda: second.log_tail())
+        series = run_until_done([first, second], total, timeout=180)
+        assert_numbers_equal(series, expected_series(expected))
+
+        first.kill9()
+        # The second worker recovers the first one's partitions from the changelog alone.
+        series = run_until_done([second], total, timeout=240)
+        scraped_at = time.time()
+        assert_numbers_equal(series, expected_series(expected))
+        assert_backlog_equal(series, expected, scraped_at)
+    finally:
+        first.stop()
+        second.stop()
