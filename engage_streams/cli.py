@@ -23,6 +23,8 @@ SETTING_MEANINGS: dict[str, str] = {
     "KAFKA_BOOTSTRAP_SERVERS": "Kafka brokers (host:port,...)",
     "ENGAGE_TOPIC": "canonical events topic (key: thread id)",
     "ENGAGE_DLQ_TOPIC": "authentic deliveries that could not be understood",
+    "ENGAGE_ACTIVITY_TOPIC": "agent activity (one per agent content, key: agent id)",
+    "ENGAGE_SUMMARY_TOPIC": "per-partition channel figures (compacted, key: partition)",
     "CONNECTOR_HOST": "address the connector listens on",
     "CONNECTOR_PORT": "port the connector listens on",
     "ENGAGE_WEBHOOK_SECRET": "expected X-Dimelo-Secret header",
@@ -68,6 +70,8 @@ _CONNECTOR = [
 _WORKER = [
     "KAFKA_BOOTSTRAP_SERVERS",
     "ENGAGE_TOPIC",
+    "ENGAGE_ACTIVITY_TOPIC",
+    "ENGAGE_SUMMARY_TOPIC",
     *_TOPICS,
     "WORKER_WEB_HOST",
     "WORKER_WEB_PORT",
