@@ -19,6 +19,7 @@ import asyncio
 import logging
 import time
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import mode
@@ -28,7 +29,8 @@ from engage_streams.settings import Settings
 from streams.channels import encode_summary, summarize
 from streams.cluster import ClusterReplica
 from streams.contents import ContentsPipeline
-from streams.directory import load_directory
+from streams.directory import AgentProfile, Directory, load_directory
+from streams.enrichment import fetch_reference, merge_reference
 from streams.faust_batch import BatchApp
 from streams.leaderboard import Standings
 from streams.partition import PartitionProcessor
@@ -128,7 +130,12 @@ pipeline = ContentsPipeline(
 app.batch_handlers[settings.topic] = pipeline.on_batch
 
 scoring_rules = load_scoring_rules(settings.scoring_config)
-directory = load_directory(settings.agents_config)
+# Agent profiles: the agents config file, completed from the Engage API when configured
+# (``_refresh_reference``). The directory is a read-only view over this dict.
+agent_profiles: dict[str, AgentProfile] = dict(load_directory(settings.agents_config).profiles)
+configured_agents = frozenset(agent_profiles)
+directory = Directory(MappingProxyType(agent_profiles))
+source_names: dict[str, str] = {}
 standings = Standings(scoring_rules, settings.timezone, directory)
 replica = ClusterReplica(
     bootstrap_servers=settings.kafka_bootstrap_servers,
@@ -141,6 +148,7 @@ web = WorkerWeb(
     pipeline=pipeline,
     replica=replica,
     directory=directory,
+    source_names=source_names,
     contents_topic=settings.topic,
 )
 app.web_server(web)
@@ -173,6 +181,11 @@ class ClusterServices(mode.Service):
     async def on_start(self) -> None:
         await pipeline.start()  # declares the side topics the replica reads
         await replica.start()
+        await _refresh_reference()
+
+    @mode.Service.timer(600.0)
+    async def _refresh(self) -> None:
+        await _refresh_reference()
 
     async def on_stop(self) -> None:
         await replica.stop()
@@ -207,3 +220,20 @@ async def _ensure_side_topics() -> None:
         compacting=True,
         deleting=False,
     ).maybe_declare()
+
+
+async def _refresh_reference() -> None:
+    """Agent names and teams, channel names from the Engage API (the config file wins)."""
+    if not (settings.engage_api_url and settings.engage_api_token):
+        return
+    try:
+        reference = await fetch_reference(settings.engage_api_url, settings.engage_api_token)
+    except Exception as exc:
+        log.warning("could not read names from the Engage API: %s", exc)
+        return
+    merge_reference(agent_profiles, source_names, reference, configured_agents)
+    log.info(
+        "names read from the Engage API: agents=%d sources=%d",
+        len(reference.agents),
+        len(reference.sources),
+    )

@@ -8,6 +8,7 @@ their ``(status, body)``. Started by Faust after table recovery (``app.web_serve
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from importlib import resources
 from typing import Any
 
@@ -40,6 +41,7 @@ class WorkerWeb(mode.Service):
         pipeline: ContentsPipeline,
         replica: ClusterReplica,
         directory: Directory,
+        source_names: Mapping[str, str],
         contents_topic: str,
         **kwargs: Any,
     ) -> None:
@@ -48,10 +50,12 @@ class WorkerWeb(mode.Service):
         self.pipeline = pipeline
         self.replica = replica
         self.directory = directory
+        self.source_names = source_names
         self.registry: CollectorRegistry = build_registry(
             pipeline=pipeline,
             replica=replica,
             directory=directory,
+            source_names=source_names,
             contents_topic=contents_topic,
             top_n=settings.leaderboard_top_n,
         )
@@ -113,7 +117,9 @@ class WorkerWeb(mode.Service):
     async def channels(self, request: web.Request) -> web.Response:
         now = time.time()
         figures = merge_channels(self.replica.summaries.values())
-        status, body = api.channels_view(api.channel_summaries(figures, now), now)
+        status, body = api.channels_view(
+            api.channel_summaries(figures, now, self.source_names), now
+        )
         return _json(status, body)
 
     async def openapi(self, request: web.Request) -> web.Response:

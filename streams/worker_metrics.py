@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -33,9 +33,11 @@ class WorkerCollector(Collector):
         pipeline: ContentsPipeline,
         replica: ClusterReplica,
         directory: Directory,
+        source_names: Mapping[str, str],
         contents_topic: str,
         top_n: int,
     ) -> None:
+        self.source_names = source_names
         self.pipeline = pipeline
         self.replica = replica
         self.directory = directory
@@ -90,7 +92,8 @@ class WorkerCollector(Collector):
         )
         for figures in merge_channels(self.replica.summaries.values()):
             # Names come from the Engage sources API; until enrichment knows one, the id.
-            sources.add_metric([figures.source_id, figures.source_id, figures.source_type], 1.0)
+            name = self.source_names.get(figures.source_id, figures.source_id)
+            sources.add_metric([figures.source_id, name, figures.source_type], 1.0)
         yield sources
 
 
@@ -99,6 +102,7 @@ def build_registry(
     pipeline: ContentsPipeline,
     replica: ClusterReplica,
     directory: Directory,
+    source_names: Mapping[str, str],
     contents_topic: str,
     top_n: int,
 ) -> CollectorRegistry:
@@ -109,6 +113,7 @@ def build_registry(
             pipeline=pipeline,
             replica=replica,
             directory=directory,
+            source_names=source_names,
             contents_topic=contents_topic,
             top_n=top_n,
         )
