@@ -48,6 +48,17 @@ MISSING_THREAD_ID: Final = "missing_thread_id"
 MISSING_TIMESTAMP: Final = "missing_timestamp"
 INVALID_TIMESTAMP: Final = "invalid_timestamp"
 INVALID_FIELD: Final = "invalid_field"
+DEAD_LETTER_REASONS: Final = (
+    NOT_AN_OBJECT,
+    MISSING_EVENT_ID,
+    MISSING_EVENT_TYPE,
+    NON_CONTENT_EVENT,
+    MISSING_CONTENT_ID,
+    MISSING_THREAD_ID,
+    MISSING_TIMESTAMP,
+    INVALID_TIMESTAMP,
+    INVALID_FIELD,
+)
 
 AGENT_STATUSES: Final = frozenset({"user_reply", "user_initiated", "pending_approval"})
 # Keys holding someone's words: dropped from dead letters unless forwarding is on.

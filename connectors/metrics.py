@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
+from connectors.envelopes import DEAD_LETTER_REASONS
+
 # Kafka acknowledgements on one machine take a few ms; the SLO is p99 < 50 ms.
 PUBLISH_LATENCY_BUCKETS = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -43,6 +45,9 @@ class ConnectorMetrics:
             ["reason"],
             registry=self.registry,
         )
+        for reason in DEAD_LETTER_REASONS:
+            # Every reason exported from the start at 0, so increase() sees the first one.
+            self.dead_letters.labels(reason=reason)
         self.publish_latency = Histogram(
             "engage_publish_latency_seconds",
             "Time from handing a delivery's records to the producer to Kafka's acknowledgement.",

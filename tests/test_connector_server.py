@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -17,7 +19,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from connectors.envelopes import parse_classic
+from connectors.envelopes import DEAD_LETTER_REASONS, parse_classic
 from connectors.metrics import ConnectorMetrics
 from connectors.publisher import KafkaPublisher
 from connectors.server import create_app, main
@@ -288,6 +290,15 @@ async def test_operations_endpoints(connector: Running) -> None:
     for name in ("engage_events_published_total", "engage_dlq_events_total"):
         assert f"# TYPE {name} counter" in page.text
     assert "# TYPE engage_publish_latency_seconds histogram" in page.text
+    # Every dead-letter reason is there from the start, so alerts on increase() see the first.
+    for reason in DEAD_LETTER_REASONS:
+        assert f'engage_dlq_events_total{{reason="{reason}"}} 0.0' in page.text
+    promtool = shutil.which("promtool")
+    if promtool is not None:
+        checked = subprocess.run(
+            [promtool, "check", "metrics"], input=page.content, capture_output=True
+        )
+        assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 async def test_stopped_broker_is_503_then_the_same_delivery_is_accepted(
