@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engage_streams.record import encode_event
 from streams.partition import (
+    MemoryThreadStore,
     PartitionProcessor,
     PartitionState,
     encode_partition_state,
@@ -28,21 +29,6 @@ from streams.partition import (
 )
 from streams.scenario import ScenarioConfig, generate
 from streams.sla import SlaPolicy
-from streams.threads import ThreadState
-
-
-class DictStore:
-    def __init__(self) -> None:
-        self.data: dict[str, ThreadState] = {}
-
-    def get(self, thread_id: str) -> ThreadState | None:
-        return self.data.get(thread_id)
-
-    def put(self, thread_id: str, state: ThreadState) -> None:
-        self.data[thread_id] = state
-
-    def delete(self, thread_id: str) -> None:
-        self.data.pop(thread_id, None)
 
 
 def main() -> None:
@@ -62,7 +48,7 @@ def main() -> None:
     processor = PartitionProcessor(SlaPolicy(), 10.0, 7 * 86400.0)
     rates = []
     for _ in range(args.repeat):
-        state, store = PartitionState(), DictStore()
+        state, store = PartitionState(), MemoryThreadStore()
         activities = 0
         start = time.perf_counter()
         for offset, value in enumerate(values):
@@ -80,7 +66,7 @@ def main() -> None:
     print(f"partition state bytes (after final release): {len(encode_partition_state(state))}")
 
     # Outside the timed runs: how big the partition record gets while contents are buffered.
-    state, store = PartitionState(), DictStore()
+    state, store = PartitionState(), MemoryThreadStore()
     peak_heap = peak_bytes = 0
     for offset, value in enumerate(values):
         processor.apply(state, store, offset, value)

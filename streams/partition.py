@@ -69,6 +69,23 @@ class ThreadStore(Protocol):
     def delete(self, thread_id: str) -> None: ...
 
 
+class MemoryThreadStore:
+    """A ``ThreadStore`` in a dict: for tests, benchmarks and tools (the worker uses
+    ``streams.thread_store.ThreadCache`` over its table)."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, ThreadState] = {}
+
+    def get(self, thread_id: str) -> ThreadState | None:
+        return self.data.get(thread_id)
+
+    def put(self, thread_id: str, state: ThreadState) -> None:
+        self.data[thread_id] = state
+
+    def delete(self, thread_id: str) -> None:
+        self.data.pop(thread_id, None)
+
+
 class WaitingThread(msgspec.Struct, array_like=True):
     """A thread with customer contents waiting: its source, how many, since when."""
 

@@ -15,10 +15,9 @@ from reference import Expected, reference
 
 from engage_streams.record import encode_event
 from streams.exporter import PartitionCollector
-from streams.partition import PartitionProcessor, PartitionState, WaitingThread
+from streams.partition import MemoryThreadStore, PartitionProcessor, PartitionState, WaitingThread
 from streams.scenario import ScenarioConfig, generate
 from streams.sla import SlaPolicy
-from streams.threads import ThreadState
 
 NOW = 1772438400.0
 WA = ("wa-1", "whatsapp")
@@ -99,7 +98,7 @@ def test_scenario_exposition_sums_to_the_reference_totals() -> None:
     expected = Expected()
     for partition in range(3):
         mine = [e for e in events if zlib.crc32(e.thread_id.encode()) % 3 == partition]
-        state, store = PartitionState(), _Store()
+        state, store = PartitionState(), MemoryThreadStore()
         for offset, event in enumerate(mine):
             processor.apply(state, store, offset, encode_event(event))
         processor.release_until(state, store, math.inf)
@@ -132,17 +131,3 @@ def test_promtool_accepts_the_exposition() -> None:
         timeout=60,
     )
     assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
-
-
-class _Store:
-    def __init__(self) -> None:
-        self.data: dict[str, ThreadState] = {}
-
-    def get(self, thread_id: str) -> ThreadState | None:
-        return self.data.get(thread_id)
-
-    def put(self, thread_id: str, state: ThreadState) -> None:
-        self.data[thread_id] = state
-
-    def delete(self, thread_id: str) -> None:
-        self.data.pop(thread_id, None)

@@ -11,7 +11,6 @@ leaders and changes when new events arrive through Kafka.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -26,6 +25,7 @@ from engage_streams.settings import Settings
 from streams.activity import AgentActivity
 from streams.scenario import ScenarioConfig, generate
 from streams.scoring import ScoringRules
+from tests.browser import MISSING, available, chromium
 from tests.leaderboard_reference import reference_leaderboard
 from tests.test_worker_integration import PARTITIONS, expected_numbers, load_scenario
 from tests.worker_process import WorkerProcess, wait_for, worker_settings
@@ -262,38 +262,12 @@ def test_leaderboards_equal_the_reference_from_either_worker_and_the_wallboard_f
 
 def browser_check(worker: WorkerProcess, settings: Settings) -> None:
     """The wallboard shows the API's leaders, then a new leader arriving through Kafka."""
-    chromium, driver_path = "/usr/bin/chromium", "/usr/bin/chromedriver"
-    if not (os.path.exists(chromium) and os.path.exists(driver_path)):
-        pytest.skip("needs /usr/bin/chromium and /usr/bin/chromedriver")
-    import shutil
-    import tempfile
-
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
+    if not available():
+        pytest.skip(MISSING)
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
 
     from tests.test_worker_integration import load_scenario as load
-
-    profile = tempfile.mkdtemp(prefix="wallboard-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        "--window-size=1600,1000",
-        f"--user-data-dir={profile}",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(driver_path), options=options)
-
-    from selenium.common.exceptions import StaleElementReferenceException
 
     def shown() -> list[str]:
         try:
@@ -304,7 +278,7 @@ def browser_check(worker: WorkerProcess, settings: Settings) -> None:
         except StaleElementReferenceException:
             return []  # the page re-rendered under us: read again
 
-    try:
+    with chromium(window_size="1600,1000") as driver:
         driver.get(worker.url + "/wallboard?window=today")
         api_leaders = [e["agent_id"] for e in leaderboard(worker, window="today")[1]]
         wait_for(
@@ -322,6 +296,3 @@ def browser_check(worker: WorkerProcess, settings: Settings) -> None:
             lambda: f"shown={shown()}",
         )
         assert driver.execute_script("return window.__notReloaded === true;")
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)

@@ -22,6 +22,7 @@ from reference import Expected, Step, reference
 from engage_streams.record import ContentEvent, encode_event
 from streams.activity import AgentActivity
 from streams.partition import (
+    MemoryThreadStore,
     PartitionProcessor,
     PartitionState,
     backlog,
@@ -32,7 +33,6 @@ from streams.partition import (
 )
 from streams.scenario import ScenarioConfig, generate
 from streams.sla import SlaPolicy
-from streams.threads import ThreadState
 from streams.totals import PartitionTotals, cumulative_buckets, merge_totals
 
 WINDOW = 10.0
@@ -41,25 +41,11 @@ SEEDS = st.integers(min_value=0, max_value=2**32 - 1)
 PROPERTY = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-class DictStore:
-    def __init__(self) -> None:
-        self.data: dict[str, ThreadState] = {}
-
-    def get(self, thread_id: str) -> ThreadState | None:
-        return self.data.get(thread_id)
-
-    def put(self, thread_id: str, state: ThreadState) -> None:
-        self.data[thread_id] = state
-
-    def delete(self, thread_id: str) -> None:
-        self.data.pop(thread_id, None)
-
-
 class Partition:
     def __init__(self) -> None:
         self.processor = PartitionProcessor(SlaPolicy(), WINDOW, 7 * 86400.0)
         self.state = PartitionState()
-        self.store = DictStore()
+        self.store = MemoryThreadStore()
         self.activities: list[AgentActivity] = []
 
     def run(self, steps: Sequence[Step], flush: bool = True) -> Partition:

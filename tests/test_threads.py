@@ -15,7 +15,7 @@ import pytest
 
 from engage_streams.record import ContentEvent, encode_event
 from streams.activity import AgentActivity
-from streams.partition import PartitionProcessor, PartitionState, backlog
+from streams.partition import MemoryThreadStore, PartitionProcessor, PartitionState, backlog
 from streams.sla import SlaConfigError, SlaPolicy
 from streams.threads import MAX_SEEN, ThreadState, decode_thread_state, encode_thread_state
 from streams.totals import PartitionTotals
@@ -23,20 +23,6 @@ from streams.totals import PartitionTotals
 T0 = 1772438400.0
 WA = ("wa-1", "whatsapp")
 MAIL = ("mb-1", "email")
-
-
-class DictStore:
-    def __init__(self) -> None:
-        self.data: dict[str, ThreadState] = {}
-
-    def get(self, thread_id: str) -> ThreadState | None:
-        return self.data.get(thread_id)
-
-    def put(self, thread_id: str, state: ThreadState) -> None:
-        self.data[thread_id] = state
-
-    def delete(self, thread_id: str) -> None:
-        self.data.pop(thread_id, None)
 
 
 _ids = iter(range(1_000_000))
@@ -85,7 +71,7 @@ class Run:
     def __init__(self, window: float = 10.0, sla: SlaPolicy | None = None) -> None:
         self.processor = PartitionProcessor(sla or SlaPolicy(), window, 7 * 86400.0)
         self.state = PartitionState()
-        self.store = DictStore()
+        self.store = MemoryThreadStore()
         self.activities: list[AgentActivity] = []
         self.offset = 0
 
