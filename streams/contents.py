@@ -221,20 +221,9 @@ class ContentsPipeline:
             partition = (murmur2(key) & 0x7FFFFFFF) % partitions
             by_partition.setdefault(partition, []).append(activity)
         for partition, group in by_partition.items():
-            builder = producer.create_batch()
-            for activity in group:
-                key, value = activity.agent_id.encode(), encode_activity(activity)
-                if builder.append(key=key, value=value, timestamp=None) is None:
-                    builder.close()
-                    self._pending_sends.append(
-                        await producer.send_batch(builder, self.activity_topic, partition=partition)
-                    )
-                    builder = producer.create_batch()
-                    builder.append(key=key, value=value, timestamp=None)
-            builder.close()
-            self._pending_sends.append(
-                await producer.send_batch(builder, self.activity_topic, partition=partition)
-            )
+            records = [(a.agent_id.encode(), encode_activity(a)) for a in group]
+            futures, _ = await send_in_batches(producer, self.activity_topic, partition, records)
+            self._pending_sends.extend(futures)
 
     async def _flush(self, durable: DurablePartition) -> None:
         """Start making the partition's state durable; caller holds the lock.
@@ -288,21 +277,9 @@ class ContentsPipeline:
         if activities:
             await asyncio.gather(*activities)
         changelog = self.table.changelog_topic.get_topic_name()
-        futures: list[asyncio.Future[Any]] = []
-        builder = producer.create_batch()
-        in_builder = 0
-        for key, value in batch.records:
-            if builder.append(key=key, value=value, timestamp=None) is None:
-                builder.close()
-                futures.append(
-                    await producer.send_batch(builder, changelog, partition=batch.partition)
-                )
-                builder = producer.create_batch()
-                builder.append(key=key, value=value, timestamp=None)
-                in_builder = 0
-            in_builder += 1
-        builder.close()
-        futures.append(await producer.send_batch(builder, changelog, partition=batch.partition))
+        futures, in_last = await send_in_batches(
+            producer, changelog, batch.partition, batch.records
+        )
         results = await asyncio.gather(*futures)
         if self.owned.get(batch.partition) is not durable:
             return  # revoked meanwhile: the new owner recovers from the changelog
@@ -310,7 +287,7 @@ class ContentsPipeline:
         set_offset = getattr(self.table.data, "set_persisted_offset", None)
         if set_offset is not None:
             # The store's recovery resumes after the last changelog offset it has applied.
-            last_offset = int(results[-1].offset) + in_builder - 1
+            last_offset = int(results[-1].offset) + in_last - 1
             set_offset(TP(changelog, batch.partition), last_offset)
         finish_flush(durable, batch)
         if batch.applied_offset >= 0:
@@ -343,3 +320,30 @@ class ContentsPipeline:
                 await producer.start()
                 self.producer = producer
             return self.producer
+
+
+async def send_in_batches(
+    producer: AIOKafkaProducer,
+    topic: str,
+    partition: int,
+    records: Sequence[tuple[bytes, bytes | None]],
+) -> tuple[list[asyncio.Future[Any]], int]:
+    """Send ``records`` in order to one partition as few record batches as fit.
+
+    Returns the batches' delivery futures (each resolves to the batch's base offset) and the
+    number of records in the last batch. Far cheaper than ``send()`` per record.
+    """
+    futures: list[asyncio.Future[Any]] = []
+    builder = producer.create_batch()
+    in_builder = 0
+    for key, value in records:
+        if builder.append(key=key, value=value, timestamp=None) is None:
+            builder.close()
+            futures.append(await producer.send_batch(builder, topic, partition=partition))
+            builder = producer.create_batch()
+            builder.append(key=key, value=value, timestamp=None)
+            in_builder = 0
+        in_builder += 1
+    builder.close()
+    futures.append(await producer.send_batch(builder, topic, partition=partition))
+    return futures, in_builder
