@@ -27,6 +27,7 @@ from streams.scenario import ScenarioConfig, generate
 from streams.scoring import ScoringRules
 from tests.browser import MISSING, available, chromium
 from tests.leaderboard_reference import reference_leaderboard
+from tests.test_api import assert_schemathesis_finds_nothing
 from tests.test_worker_integration import PARTITIONS, expected_numbers, load_scenario
 from tests.worker_process import WorkerProcess, wait_for, worker_settings
 
@@ -257,6 +258,8 @@ def test_leaderboards_equal_the_reference_from_either_worker_and_the_wallboard_f
             lambda: str(channel_ids()),
         )
 
+    # The worker's real HTTP server, fuzzed from its own OpenAPI document.
+    assert_schemathesis_finds_nothing(workers[1].url, tmp_path)
     browser_check(workers[0], settings)
 
 
