@@ -32,13 +32,23 @@ class LocalPartition(Protocol):
     def put(self, key: bytes, value: bytes) -> None: ...
     def delete(self, key: bytes) -> None: ...
     def thread_keys(self) -> Iterator[bytes]: ...
+    def set_changelog_offset(self, offset: int) -> None: ...
 
 
 class RocksPartition:
-    """One partition's RocksDB database (rocksdict, raw mode)."""
+    """One partition's RocksDB database (rocksdict, raw mode).
 
-    def __init__(self, db: Any) -> None:
+    Holds its own handle: the store may drop (not close) it on shutdown or revocation while
+    a last flush is still being written.
+    """
+
+    def __init__(self, db: Any, offset_key: bytes) -> None:
         self._db = db
+        self._offset_key = offset_key
+
+    def set_changelog_offset(self, offset: int) -> None:
+        """Where the store's recovery resumes reading the changelog (Faust's own key)."""
+        self._db.put(self._offset_key, str(offset).encode())
 
     def get(self, key: bytes) -> bytes | None:
         value = self._db.get(key)
@@ -73,6 +83,9 @@ class MemoryPartition:
     def delete(self, key: bytes) -> None:
         self._data.pop(key, None)
 
+    def set_changelog_offset(self, offset: int) -> None:
+        """Memory stores recover the whole changelog: nothing to remember."""
+
     def thread_keys(self) -> Iterator[bytes]:
         for key in list(self._data):
             if key.startswith(b"\x00"):
@@ -85,7 +98,7 @@ class MemoryPartition:
 def local_partition(store: Any, partition: int, partitions: int) -> LocalPartition:
     """The key/value view of ``partition`` in a Faust table store (RocksDB or memory)."""
     if hasattr(store, "_db_for_partition"):
-        return RocksPartition(store._db_for_partition(partition))
+        return RocksPartition(store._db_for_partition(partition), store.offset_key)
     return MemoryPartition(store.data, partition, partitions)
 
 

@@ -35,6 +35,9 @@ class Store(dict[bytes, bytes]):
     def delete(self, key: bytes) -> None:
         self.pop(key, None)
 
+    def set_changelog_offset(self, offset: int) -> None:
+        self[b"\x00changelog-offset"] = str(offset).encode()
+
     def thread_keys(self) -> Iterator[bytes]:
         return iter([k for k in self if not k.startswith(b"\x00")])
 

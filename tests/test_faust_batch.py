@@ -49,5 +49,7 @@ def test_batch_consumer_is_what_the_transport_builds() -> None:
 
 def test_store_internals_we_use_exist() -> None:
     assert callable(getattr(rocksdb.Store, "_db_for_partition", None))
-    assert callable(getattr(rocksdb.Store, "set_persisted_offset", None))
+    assert isinstance(rocksdb.Store.offset_key, bytes)
+    # persisted_offset() reads what RocksPartition.set_changelog_offset writes.
+    assert "self.offset_key" in inspect.getsource(rocksdb.Store.persisted_offset)
     assert "self.data" in inspect.getsource(memory.Store.__post_init__)
