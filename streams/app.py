@@ -90,6 +90,8 @@ threads = app.Table(
     key_type=bytes,
     value_type=bytes,
     extra_topic_configs={"max.message.bytes": str(MAX_RECORD_BYTES)},
+    # streams.thread_store reads and writes the rocksdict databases directly.
+    options={"driver": "rocksdict"} if settings.store.startswith("rocksdb") else None,
     help="Per-thread state and each partition's durable totals (see streams.durable).",
 )
 
