@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -38,7 +37,6 @@ class ClusterReplica:
         activity_topic: str,
         summary_topic: str,
         standings: Standings,
-        on_activity: Callable[[], None] | None = None,
         prune_every_seconds: float = 60.0,
     ) -> None:
         self.prune_every = prune_every_seconds
@@ -48,7 +46,6 @@ class ClusterReplica:
         self.standings = standings
         self.summaries: dict[int, PartitionSummary] = {}
         self.undecodable = 0
-        self._on_activity = on_activity
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._assigned: set[TopicPartition] = set()
@@ -105,14 +102,11 @@ class ClusterReplica:
                 last_prune = time.monotonic()
             for tp, records in batches.items():
                 if tp.topic == self.activity_topic:
-                    added = False
                     for record in records:
                         try:
-                            added |= self.standings.add(decode_activity(record.value))
+                            self.standings.add(decode_activity(record.value))
                         except (msgspec.DecodeError, msgspec.ValidationError, TypeError):
                             self.undecodable += 1
-                    if added and self._on_activity is not None:
-                        self._on_activity()
                 else:
                     for record in records:
                         if record.value is None:

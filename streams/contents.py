@@ -201,6 +201,7 @@ class ContentsPipeline:
     def _forget(self, partition: int) -> None:
         self.owned.pop(partition, None)
         self._inflight.pop(partition, None)
+        self._last_expiry.pop(partition, None)
         self._local.pop(partition, None)
         self._last_flush.pop(partition, None)
 

@@ -55,12 +55,8 @@ class DurablePartition:
     state: PartitionState
     threads: ThreadCache
     snapshot: PartitionState
-    flushed_offset: int
     #: ``applied_offset`` of the latest flush started (it may still be in flight).
-    started_offset: int = -1
-
-    def __post_init__(self) -> None:
-        self.started_offset = self.flushed_offset
+    started_offset: int
 
     @property
     def needs_flush(self) -> bool:
@@ -84,9 +80,7 @@ def load_partition(partition: int, local: LocalPartition) -> DurablePartition:
     raw = local.get(partition_key(partition))
     if raw is None:
         state = PartitionState()
-        return DurablePartition(
-            partition, state, threads, snapshot=PartitionState(), flushed_offset=-1
-        )
+        return DurablePartition(partition, state, threads, PartitionState(), started_offset=-1)
     record = _record_decoder.decode(raw)
     state = decode_partition_state(record.state)
     for thread_id, value in record.threads.items():
@@ -129,4 +123,3 @@ def apply_locally(batch: FlushBatch, local: LocalPartition, threads: ThreadCache
 
 def finish_flush(durable: DurablePartition, batch: FlushBatch) -> None:
     durable.snapshot = decode_partition_state(batch.state)
-    durable.flushed_offset = batch.applied_offset
