@@ -17,6 +17,10 @@ COPY pyproject.toml README.md* ./
 COPY engage_streams ./engage_streams
 COPY connectors ./connectors
 COPY streams ./streams
+COPY simulator ./simulator
+# devkit/data/prometheus/alerts.yml links to prometheus/alerts.yml (package data of the demo).
+COPY devkit ./devkit
+COPY prometheus ./prometheus
 RUN pip install . \
     && useradd --system --uid 10001 --home-dir /var/lib/engage-streams --create-home engage
 

@@ -20,10 +20,10 @@ from aiokafka.errors import KafkaError
 
 from connectors.envelopes import DeadLetter, backfill_record, dead_letter_value
 from connectors.publisher import KafkaPublisher, Message, Publisher, PublishError
-from connectors.rest import MAX_PAGE_SIZE, EngageApiError, EngageRestClient
-from engage_streams.localkafka import LocalKafkaError, ensure_topics
 from engage_streams.record import encode_event
+from engage_streams.rest.classic import MAX_PAGE_SIZE, EngageApiError, EngageRestClient
 from engage_streams.settings import Settings
+from engage_streams.topics import TopicError, ensure_topics
 
 log = logging.getLogger("connectors.backfill")
 
@@ -103,7 +103,7 @@ async def _run(settings: Settings, q: str | None, limit: int | None) -> int:
         await ensure_topics(settings)
         async with EngageRestClient(settings.engage_api_url, settings.engage_api_token) as api:
             report = await backfill(settings, api, publisher, q=q, limit=limit)
-    except (KafkaError, LocalKafkaError, PublishError) as error:
+    except (KafkaError, TopicError, PublishError) as error:
         print(f"engage-streams backfill: Kafka: {error} (check KAFKA_BOOTSTRAP_SERVERS)",
               file=sys.stderr)  # fmt: skip
         return 1
