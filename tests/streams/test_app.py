@@ -28,8 +28,7 @@ def run_python(code: str, env: dict[str, str]) -> dict[str, object]:
 def test_importing_the_entry_point_has_no_side_effect(tmp_path: Path) -> None:
     data_dir = tmp_path / "state"
     answer = run_python(
-        "import json, sys, streams.app; "
-        "print(json.dumps({'faust': 'faust' in sys.modules}))",
+        "import json, sys, streams.app; print(json.dumps({'faust': 'faust' in sys.modules}))",
         {"ENGAGE_DATA_DIR": str(data_dir)},
     )
     assert answer == {"faust": False}
