@@ -63,6 +63,21 @@ CONTRACT_METRICS = {
     "engage_dlq_events_total": "counter",
     "engage_publish_latency_seconds": "histogram",
 }
+# The metric names agreed across issues 8, 9 and 11 (the team brief), which dashboards use.
+AGREED_METRICS = {
+    "engage_unresolved_notifications_total": "counter",
+    "engage_resolver_pending_notifications": "gauge",
+    "engage_platform_api_requests_total": "counter",
+    "engage_subscription_expires_in_seconds": "gauge",
+    "engage_webhook_rejected_total": "counter",
+    "engage_worker_ready": "gauge",
+    "engage_worker_not_ready_info": "gauge",
+    "engage_worker_recovery_progress_ratio": "gauge",
+    "engage_worker_recovering": "gauge",
+    "engage_consumer_rebalances_total": "counter",
+    "engage_kafka_commit_failures_total": "counter",
+}
+CONTRACT_METRICS |= AGREED_METRICS
 KNOWN_SERIES = {"up"} | {
     f"{name}{suffix}"
     for name, kind in CONTRACT_METRICS.items()
@@ -245,7 +260,65 @@ def test_local_config_scrapes_the_default_ports() -> None:
 
 
 def test_there_are_dashboards() -> None:
-    assert {p.name for p in DASHBOARDS} >= {"engage-overview.json", "engage-agents.json"}
+    assert {p.name for p in DASHBOARDS} >= {
+        "engage-overview.json",
+        "engage-agents.json",
+        "engage-pipeline.json",
+    }
+
+
+def test_every_dashboard_links_to_every_other() -> None:
+    uids = {load_dashboard(path)["uid"] for path in DASHBOARDS}
+    for path in DASHBOARDS:
+        dashboard = load_dashboard(path)
+        links = {link["url"] for link in dashboard["links"] if link["type"] == "link"}
+        others = {f"/d/{uid}" for uid in uids - {dashboard["uid"]}}
+        assert links == others, path.name
+        assert all(link["keepTime"] for link in dashboard["links"]), path.name
+
+
+def test_pipeline_dashboard_shows_the_pipeline_on_call_needs() -> None:
+    dashboard = load_dashboard(DASHBOARD_DIR / "engage-pipeline.json")
+    assert dashboard["description"].strip()
+    used = set().union(*(promql_metric_names(e) for e in dashboard_exprs(dashboard)))
+    assert {
+        "engage_webhook_requests_total",  # deliveries by code
+        "engage_publish_latency_seconds_bucket",
+        "engage_stream_lag_messages",
+        "engage_resolver_pending_notifications",  # resolve queue
+        "engage_unresolved_notifications_total",
+        "engage_dlq_events_total",
+        "engage_worker_ready",  # readiness and recovery of each worker
+        "engage_worker_recovery_progress_ratio",
+        "engage_worker_recovering",
+        "engage_consumer_rebalances_total",
+        "up",
+    } <= used
+    by_title = {p["title"]: p for p in panels(dashboard)}
+    # per worker, not summed away
+    for title in ("Worker readiness", "Table recovery progress", "Recovering", "Rebalances"):
+        assert "by (instance)" in by_title[title]["targets"][0]["expr"], title
+    assert by_title["Deliveries by code"]["targets"][0]["expr"].startswith(
+        "sum by (endpoint, code) ("
+    )
+    assert by_title["Table recovery progress"]["fieldConfig"]["defaults"]["unit"] == "percentunit"
+    # the first row is what on-call reads first: every stat sits in it
+    first_row = [p for p in dashboard["panels"] if p["type"] != "row" and p["gridPos"]["y"] < 5]
+    assert {p["type"] for p in first_row} == {"stat"} and len(first_row) >= 5
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_alerts_named_in_panel_descriptions_exist(path: Path) -> None:
+    alerts = {r["alert"] for r in alert_rules()}
+    for panel in panels(load_dashboard(path)):
+        named = set(re.findall(r"\bEngage[A-Z]\w+", panel.get("description", "")))
+        assert named <= alerts, (panel["title"], named - alerts)
+
+
+def test_grafana_opens_the_pipeline_dashboard_first() -> None:
+    grafana = load_yaml(COMPOSE)["services"]["grafana"]
+    home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert home == "/etc/grafana/dashboards/engage-pipeline.json"
 
 
 @pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
@@ -365,7 +438,14 @@ def test_grafana_provisioning_points_at_the_dashboards_and_prometheus() -> None:
 def test_compose_services_and_settings() -> None:
     compose = load_yaml(COMPOSE)
     services = compose["services"]
-    assert set(services) >= {"kafka", "connector", "worker", "prometheus", "grafana"}
+    assert set(services) >= {
+        "kafka",
+        "connector",
+        "worker",
+        "prometheus",
+        "alertmanager",
+        "grafana",
+    }
     kafka = services["kafka"]
     assert kafka["image"] == "apache/kafka:4.1.1"
     assert kafka["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
