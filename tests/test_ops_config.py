@@ -233,6 +233,10 @@ def test_each_alert_has_a_unit_test_that_makes_it_fire() -> None:
         "EngageDeadLetters",
         "EngageStreamLagHigh",
         "EngageTargetDown",
+        "EngageWebhooksSilent",
+        "EngageWorkerNotReady",
+        "EngageWorkerRecoveringTooLong",
+        "EngageResolverQueueGrowing",
     } <= quiet
 
 
