@@ -130,6 +130,19 @@ def promql_metric_names(expr: str) -> set[str]:
     return names
 
 
+def selectors(expr: str) -> set[str]:
+    """The vector selectors (name and matchers) of a PromQL expression, range windows dropped."""
+    s = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", expr)
+    s = re.sub(r"\[[^\]]*\]", "", s)
+    found = set()
+    for m in re.finditer(r"(?<![\w.\"])([a-zA-Z_:][\w:]*)\s*(\{[^}]*\})?\s*(\()?", s):
+        name, matchers, call = m.groups()
+        if (call and not matchers) or name in _KEYWORDS:
+            continue  # a function or a keyword
+        found.add(name + (matchers or ""))
+    return found
+
+
 def load_yaml(path: Path) -> Any:
     return yaml.safe_load(path.read_text())
 
@@ -182,6 +195,20 @@ def test_metric_names_are_read_from_promql() -> None:
         "engage_bogus",
         "up",
         "engage_agent_info",
+    }
+
+
+def test_selectors_keep_matchers_and_skip_functions() -> None:
+    expr = (
+        'sum by (endpoint) (rate(engage_webhook_requests_total{code=~"5.."}[5m])) / '
+        "sum by (endpoint) (rate(engage_webhook_requests_total[5m])) > 0.05 and on (job) "
+        'absent(up{job="engage-worker"} == 1) or source:x:sum offset 10m'
+    )
+    assert selectors(expr) == {
+        'engage_webhook_requests_total{code=~"5.."}',
+        "engage_webhook_requests_total",
+        'up{job="engage-worker"}',
+        "source:x:sum",
     }
 
 
