@@ -3,7 +3,7 @@
 #   docker run ... engage-streams connector   (webhook receiver, CONNECTOR_PORT 8080)
 #   docker run ... engage-streams worker      (stream worker, WORKER_WEB_PORT 6066)
 # Settings are environment variables (see `engage-streams <command> --help`).
-FROM python:3.11-slim
+FROM python:3.11.14-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

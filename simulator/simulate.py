@@ -12,6 +12,8 @@ Most events go as classic Engage deliveries (``X-Dimelo-Secret``), events that a
 same instant share one delivery; ``--platform-share`` of them go as RingCentral platform
 notifications when ``RINGCENTRAL_VERIFICATION_TOKEN`` is set. Failed deliveries are retried
 like Engage does (with back-off). Customers' words are invented here, never real.
+``--no-replies`` plays the customers only (agents stop answering): the backlog grows, for
+rehearsing what the dashboards and the backlog alert show then.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ class SimulationOptions:
     platform_share: float = 0.2
     concurrency: int = 16
     max_attempts: int = 8
+    replies: bool = True  # False: agents stop answering, only customer contents are sent
 
 
 @dataclass
@@ -150,6 +153,7 @@ def _round_events(
             event, event_time=wall(event.event_time), received_at=wall(event.received_at)
         )
         for event in generate(config)
+        if options.replies or event.agent_id is None
     ]
 
 
@@ -218,6 +222,11 @@ def main(settings: Settings, args: list[str]) -> int:
     parser.add_argument("--once", action="store_true", help="play one round, then exit")
     parser.add_argument("--duration", type=float, help="stop after this many seconds")
     parser.add_argument("--platform-share", type=float, default=0.2)
+    parser.add_argument(
+        "--no-replies",
+        action="store_true",
+        help="agents stop answering: send customer contents only (the backlog grows)",
+    )
     parsed = parser.parse_args(args)
     if parsed.speed <= 0:
         parser.error("--speed must be positive")
@@ -233,6 +242,7 @@ def main(settings: Settings, args: list[str]) -> int:
         once=parsed.once,
         duration_seconds=parsed.duration,
         platform_share=parsed.platform_share,
+        replies=not parsed.no_replies,
     )
     print(f"simulating traffic to {options.url} (speed x{options.speed:g}); Ctrl-C stops")
     try:

@@ -8,7 +8,9 @@ worker, no series of one worker ever decreases because another took a partition 
 
 Backlog gauges: one series per (source, source_type, partition) the partition has ever
 counted a content of, 0-valued when nothing waits (``engage_backlog_oldest_age_seconds`` is 0
-then), so dashboards show 0 rather than "no data" and alerts resolve cleanly.
+then), so dashboards show 0 rather than "no data" and alerts resolve cleanly. For the same
+reason ``engage_late_contents_total`` and both ``within_sla`` series of
+``engage_sla_responses_total`` exist, at 0, from a source's first content.
 
 This module is an adapter (it imports prometheus_client); the numbers come from
 ``streams.core.responses.totals`` and ``streams.core.responses.partition.backlog``.
@@ -112,9 +114,12 @@ class PartitionCollector(Collector):
                 replies.add_metric([agent, *where], n)
             for agent, histogram in sorted(totals.agent_response.items()):
                 _observe(agent_response, [agent, *where], histogram)
-            for (source_id, within), n in sorted(totals.sla.items()):
+            # Known sources get both SLA series and a late counter at 0 from their first content.
+            known = {source_id for source_id, _, _ in totals.contents}
+            sla_counts = dict.fromkeys(((s, w) for s in known for w in ("false", "true")), 0)
+            for (source_id, within), n in sorted({**sla_counts, **totals.sla}.items()):
                 sla.add_metric([source_id, within, *where], n)
-            for source_id, n in sorted(totals.late.items()):
+            for source_id, n in sorted({**dict.fromkeys(known, 0), **totals.late}.items()):
                 late.add_metric([source_id, *where], n)
             now_waiting = backlog(state, now)
             sources = {(s, t) for s, t, _ in totals.contents} | set(now_waiting)

@@ -18,7 +18,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from connectors.envelopes import DEAD_LETTER_REASONS, parse_classic
-from connectors.metrics import ConnectorMetrics
+from connectors.metrics import ANSWER_CODES, ConnectorMetrics
 from connectors.publisher import KafkaPublisher
 from connectors.server import create_app, main
 from engage_streams.record import decode_event
@@ -89,6 +89,16 @@ async def connector(kafka_broker: Any) -> AsyncIterator[Running]:
     finally:
         await server.close()
         await publisher.stop()
+    # Whatever a test made the connector answer was exported at 0 from the start.
+    answered = {
+        (s.labels["endpoint"], int(s.labels["code"]))
+        for family in metrics.registry.collect()
+        if family.name == "engage_webhook_requests"
+        for s in family.samples
+        if s.name == "engage_webhook_requests_total"
+    }
+    declared = {(e, code) for e, codes in ANSWER_CODES.items() for code in codes}
+    assert answered == declared, f"answered but not in ANSWER_CODES: {answered - declared}"
 
 
 async def test_signed_delivery_is_readable_from_the_topic(connector: Running) -> None:
@@ -258,6 +268,9 @@ async def test_operations_endpoints(connector: Running) -> None:
     for name in ("engage_events_published_total", "engage_dlq_events_total"):
         assert f"# TYPE {name} counter" in page.text
     assert "# TYPE engage_publish_latency_seconds histogram" in page.text
+    # Every answer code of each endpoint is there from the start, 0 until answered once.
+    assert 'engage_webhook_requests_total{code="503",endpoint="engage"} 0.0' in page.text
+    assert 'engage_webhook_requests_total{code="401",endpoint="ringcentral"} 0.0' in page.text
     # Every dead-letter reason is there from the start, so alerts on increase() see the first.
     for reason in DEAD_LETTER_REASONS:
         assert f'engage_dlq_events_total{{reason="{reason}"}} 0.0' in page.text

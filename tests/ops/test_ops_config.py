@@ -28,131 +28,33 @@ import yaml
 
 from devkit.ports import free_port
 from engage_streams.settings import Settings
+from tests.plugins.ops_config import (
+    ALERTS,
+    ALERTS_TEST,
+    COMPOSE,
+    COMPOSE_CONFIG,
+    DASHBOARD_DIR,
+    DASHBOARD_WINDOWS,
+    DASHBOARDS,
+    DOCKERFILE,
+    KNOWN_SERIES,
+    LOCAL_CONFIG,
+    PANEL_UNITS,
+    PROVISIONING,
+    REPO,
+    alert_rules,
+    dashboard_exprs,
+    grafana_to_promql,
+    load_dashboard,
+    load_yaml,
+    panels,
+    promql_metric_names,
+    promtool,
+    recorded_names,
+    run,
+    selectors,
+)
 from tests.plugins.waiting import wait_for
-
-REPO = Path(__file__).resolve().parents[2]
-PROMETHEUS_DIR = REPO / "prometheus"
-ALERTS = PROMETHEUS_DIR / "alerts.yml"
-ALERTS_TEST = PROMETHEUS_DIR / "alerts_test.yml"
-LOCAL_CONFIG = PROMETHEUS_DIR / "prometheus.yml"
-COMPOSE_CONFIG = PROMETHEUS_DIR / "prometheus.compose.yml"
-DASHBOARD_DIR = REPO / "grafana" / "dashboards"
-DASHBOARDS = sorted(DASHBOARD_DIR.glob("*.json"))
-PROVISIONING = REPO / "grafana" / "provisioning"
-COMPOSE = REPO / "docker-compose.yml"
-DOCKERFILE = REPO / "Dockerfile"
-
-# The metric table of shared/CONTRACT.md (name -> type), plus the connector's publish latency.
-CONTRACT_METRICS = {
-    "engage_webhook_requests_total": "counter",
-    "engage_events_published_total": "counter",
-    "engage_contents_total": "counter",
-    "engage_first_response_seconds": "histogram",
-    "engage_response_seconds": "histogram",
-    "engage_agent_replies_total": "counter",
-    "engage_agent_response_seconds": "histogram",
-    "engage_sla_responses_total": "counter",
-    "engage_backlog_contents": "gauge",
-    "engage_backlog_oldest_age_seconds": "gauge",
-    "engage_leaderboard_score": "gauge",
-    "engage_leaderboard_rank": "gauge",
-    "engage_source_info": "gauge",
-    "engage_agent_info": "gauge",
-    "engage_stream_lag_messages": "gauge",
-    "engage_late_contents_total": "counter",
-    "engage_dlq_events_total": "counter",
-    "engage_publish_latency_seconds": "histogram",
-}
-KNOWN_SERIES = {"up"} | {
-    f"{name}{suffix}"
-    for name, kind in CONTRACT_METRICS.items()
-    for suffix in (("_bucket", "_sum", "_count", "") if kind == "histogram" else ("",))
-}
-
-# Units a panel may use: seconds, ratios, plain counts, and per-minute / per-second rates.
-PANEL_UNITS = {"s", "percentunit", "short", "cpm", "reqps", "ops"}
-# Range windows a dashboard may use besides $__rate_interval: the dashboard's time range (stat
-# panels) and the rolling hour of the SLA definition.
-DASHBOARD_WINDOWS = {"$__rate_interval", "$__range", "1h"}
-# What the dashboard variables stand for when a query is sent to a real Prometheus.
-GRAFANA_VARIABLES = {
-    "$__rate_interval": "1m",
-    "$__range": "1h",
-    "$source": ".*",
-    "$team": ".*",
-    "$window": "today",
-}
-
-_KEYWORDS = {
-    "by",
-    "without",
-    "on",
-    "ignoring",
-    "group_left",
-    "group_right",
-    "and",
-    "or",
-    "unless",
-    "offset",
-    "bool",
-    "inf",
-    "nan",
-}
-
-
-def promql_metric_names(expr: str) -> set[str]:
-    """Metric names a PromQL expression selects (Grafana variables allowed)."""
-    s = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)  # label values may look like names
-    s = re.sub(r"\{[^}]*\}", "", s)  # label matchers
-    s = re.sub(r"\[[^\]]*\]", "", s)  # range and subquery windows
-    s = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", s)
-    s = re.sub(r"\$\{?\w+\}?", "", s)
-    names = set()
-    for m in re.finditer(r"(?<![\w.])([a-zA-Z_:][\w:]*)\s*(\()?", s):
-        name, call = m.group(1), m.group(2)
-        if not call and name not in _KEYWORDS:
-            names.add(name)
-    return names
-
-
-def load_yaml(path: Path) -> Any:
-    return yaml.safe_load(path.read_text())
-
-
-def alert_rules() -> list[dict[str, Any]]:
-    return [r for g in load_yaml(ALERTS)["groups"] for r in g["rules"] if "alert" in r]
-
-
-def recorded_names() -> set[str]:
-    return {r["record"] for g in load_yaml(ALERTS)["groups"] for r in g["rules"] if "record" in r}
-
-
-def panels(dashboard: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    for panel in dashboard["panels"]:
-        yield panel
-        yield from panel.get("panels", [])
-
-
-def dashboard_exprs(dashboard: dict[str, Any]) -> list[str]:
-    return [t["expr"] for p in panels(dashboard) for t in p.get("targets", [])]
-
-
-def load_dashboard(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text())
-
-
-def promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        pytest.skip("promtool not installed (Debian package `prometheus`)")
-    return path
-
-
-def run(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=REPO)
-
-
-# ------------------------------------------------------------------ the metric-name checker
 
 
 def test_metric_names_are_read_from_promql() -> None:
@@ -167,6 +69,20 @@ def test_metric_names_are_read_from_promql() -> None:
         "engage_bogus",
         "up",
         "engage_agent_info",
+    }
+
+
+def test_selectors_keep_matchers_and_skip_functions() -> None:
+    expr = (
+        'sum by (endpoint) (rate(engage_webhook_requests_total{code=~"5.."}[5m])) / '
+        "sum by (endpoint) (rate(engage_webhook_requests_total[5m])) > 0.05 and on (job) "
+        'absent(up{job="engage-worker"} == 1) or source:x:sum offset 10m'
+    )
+    assert selectors(expr) == {
+        'engage_webhook_requests_total{code=~"5.."}',
+        "engage_webhook_requests_total",
+        'up{job="engage-worker"}',
+        "source:x:sum",
     }
 
 
@@ -218,6 +134,10 @@ def test_each_alert_has_a_unit_test_that_makes_it_fire() -> None:
         "EngageDeadLetters",
         "EngageStreamLagHigh",
         "EngageTargetDown",
+        "EngageWebhooksSilent",
+        "EngageWorkerNotReady",
+        "EngageWorkerRecoveringTooLong",
+        "EngageResolverQueueGrowing",
     } <= quiet
 
 
@@ -245,7 +165,65 @@ def test_local_config_scrapes_the_default_ports() -> None:
 
 
 def test_there_are_dashboards() -> None:
-    assert {p.name for p in DASHBOARDS} >= {"engage-overview.json", "engage-agents.json"}
+    assert {p.name for p in DASHBOARDS} >= {
+        "engage-overview.json",
+        "engage-agents.json",
+        "engage-pipeline.json",
+    }
+
+
+def test_every_dashboard_links_to_every_other() -> None:
+    uids = {load_dashboard(path)["uid"] for path in DASHBOARDS}
+    for path in DASHBOARDS:
+        dashboard = load_dashboard(path)
+        links = {link["url"] for link in dashboard["links"] if link["type"] == "link"}
+        others = {f"/d/{uid}" for uid in uids - {dashboard["uid"]}}
+        assert links == others, path.name
+        assert all(link["keepTime"] for link in dashboard["links"]), path.name
+
+
+def test_pipeline_dashboard_shows_the_pipeline_on_call_needs() -> None:
+    dashboard = load_dashboard(DASHBOARD_DIR / "engage-pipeline.json")
+    assert dashboard["description"].strip()
+    used = set().union(*(promql_metric_names(e) for e in dashboard_exprs(dashboard)))
+    assert {
+        "engage_webhook_requests_total",  # deliveries by code
+        "engage_publish_latency_seconds_bucket",
+        "engage_stream_lag_messages",
+        "engage_resolver_pending_notifications",  # resolve queue
+        "engage_unresolved_notifications_total",
+        "engage_dlq_events_total",
+        "engage_worker_ready",  # readiness and recovery of each worker
+        "engage_worker_recovery_progress_ratio",
+        "engage_worker_recovering",
+        "engage_consumer_rebalances_total",
+        "up",
+    } <= used
+    by_title = {p["title"]: p for p in panels(dashboard)}
+    # per worker, not summed away
+    for title in ("Worker readiness", "Table recovery progress", "Recovering", "Rebalances"):
+        assert "by (instance)" in by_title[title]["targets"][0]["expr"], title
+    assert by_title["Deliveries by code"]["targets"][0]["expr"].startswith(
+        "sum by (endpoint, code) ("
+    )
+    assert by_title["Table recovery progress"]["fieldConfig"]["defaults"]["unit"] == "percentunit"
+    # the first row is what on-call reads first: every stat sits in it
+    first_row = [p for p in dashboard["panels"] if p["type"] != "row" and p["gridPos"]["y"] < 5]
+    assert {p["type"] for p in first_row} == {"stat"} and len(first_row) >= 5
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_alerts_named_in_panel_descriptions_exist(path: Path) -> None:
+    alerts = {r["alert"] for r in alert_rules()}
+    for panel in panels(load_dashboard(path)):
+        named = set(re.findall(r"\bEngage[A-Z]\w+", panel.get("description", "")))
+        assert named <= alerts, (panel["title"], named - alerts)
+
+
+def test_grafana_opens_the_pipeline_dashboard_first() -> None:
+    grafana = load_yaml(COMPOSE)["services"]["grafana"]
+    home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert home == "/etc/grafana/dashboards/engage-pipeline.json"
 
 
 @pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
@@ -365,7 +343,14 @@ def test_grafana_provisioning_points_at_the_dashboards_and_prometheus() -> None:
 def test_compose_services_and_settings() -> None:
     compose = load_yaml(COMPOSE)
     services = compose["services"]
-    assert set(services) >= {"kafka", "connector", "worker", "prometheus", "grafana"}
+    assert set(services) >= {
+        "kafka",
+        "connector",
+        "worker",
+        "prometheus",
+        "alertmanager",
+        "grafana",
+    }
     kafka = services["kafka"]
     assert kafka["image"] == "apache/kafka:4.1.1"
     assert kafka["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
@@ -533,13 +518,6 @@ def test_prometheus_loads_and_evaluates_every_rule(prometheus: str) -> None:
     health = wait_for(evaluated, 60, "every rule evaluated", tolerate=(OSError,))
     assert {name: len(h) for name, h in health.items()} == expected
     assert all(h == "ok" for hs in health.values() for h in hs), health
-
-
-def grafana_to_promql(expr: str) -> str:
-    for variable, value in GRAFANA_VARIABLES.items():
-        expr = expr.replace(variable, value)
-    assert "$" not in expr, expr
-    return expr
 
 
 @pytest.mark.prometheus

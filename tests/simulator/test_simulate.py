@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -61,3 +62,18 @@ async def test_one_round_of_traffic_reaches_the_topic(running: tuple[Settings, s
     assert all(r.body is None for r in records)  # words are not forwarded by default
     # event times are live (mapped onto the wall clock), received in order of the scenario
     assert all(r.received_at.year >= 2025 for r in records)
+
+
+async def test_without_replies_only_customers_and_bots_write(
+    running: tuple[Settings, str],
+) -> None:
+    settings, url = running
+    options = SimulationOptions(url=url, speed=50_000.0, threads=12, once=True, seed=7)
+    report = await simulate(settings, replace(options, replies=False))
+    assert report.failed == 0 and report.events >= 12
+    records = [
+        decode_event(v) for _, v in await read_all(settings.kafka_bootstrap_servers, settings.topic)
+    ]
+    assert {r.event_id for r in records} == report.event_ids
+    assert all(r.agent_id is None for r in records)
+    assert {r.direction for r in records if not r.automatic} == {"inbound"}

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 
-def run_python(code: str, env: dict[str, str]) -> dict[str, object]:
+def run_python(code: str, env: dict[str, str]) -> object:
     result = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,
@@ -21,8 +21,7 @@ def run_python(code: str, env: dict[str, str]) -> dict[str, object]:
         env={**os.environ, **env},
         check=True,
     )
-    answer: dict[str, object] = json.loads(result.stdout.strip().splitlines()[-1])
-    return answer
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def test_importing_the_entry_point_has_no_side_effect(tmp_path: Path) -> None:

@@ -87,6 +87,10 @@ def test_every_contract_metric_with_its_labels_and_values() -> None:
     mail = {"source": "mb-1", "source_type": "email"}
     assert got[("engage_backlog_contents", at(3, **mail))] == 0
     assert got[("engage_backlog_oldest_age_seconds", at(3, **mail))] == 0
+    # ... and so are its late contents and SLA responses: 0 from its first content on.
+    assert got[("engage_late_contents_total", at(3, source="mb-1"))] == 0
+    assert got[("engage_sla_responses_total", at(3, source="mb-1", within_sla="true"))] == 0
+    assert got[("engage_sla_responses_total", at(3, source="mb-1", within_sla="false"))] == 0
 
 
 def test_only_the_partitions_given_are_exported() -> None:
