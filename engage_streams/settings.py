@@ -170,6 +170,13 @@ class Settings:
             "help": "threads idle longer than this are forgotten",
         },
     )
+    thread_cache_size: int = field(
+        default=200_000,
+        metadata={
+            "env": "ENGAGE_THREAD_CACHE_SIZE",
+            "help": "thread states kept in memory per partition beyond those not yet flushed",
+        },
+    )
     sla_config: str | None = field(
         default=None,
         metadata={"env": "ENGAGE_SLA_CONFIG", "help": "JSON file: SLA seconds per source"},

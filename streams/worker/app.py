@@ -125,6 +125,7 @@ def build_app(settings: Settings) -> BatchApp:
         topic=settings.topic,
         activity_topic=activity_topic,
         partitions=settings.topic_partitions,
+        thread_cache_size=settings.thread_cache_size,
         producer_factory=_new_producer,
         prepare_topics=lambda: _ensure_side_topics(),
     )

@@ -76,11 +76,11 @@ class ClusterReplica:
         consumer = self._consumer
         assert consumer is not None
         wanted: set[TopicPartition] = set()
+        # The metadata of every topic: the client's own refresh asks only for the topics it
+        # is assigned, so a topic created after we started would never show up.
+        cluster = await consumer._client.fetch_all_metadata()
         for topic in (self.activity_topic, self.summary_topic):
-            partitions = consumer.partitions_for_topic(topic)
-            if partitions is None:
-                await consumer._client.force_metadata_update()
-                partitions = consumer.partitions_for_topic(topic) or set()
+            partitions = cluster.partitions_for_topic(topic) or set()
             wanted.update(TopicPartition(topic, p) for p in partitions)
         if wanted != self._assigned:
             new = wanted - self._assigned

@@ -54,6 +54,7 @@ class ContentsPipeline:
         prepare_topics: Callable[[], Awaitable[None]] | None = None,
         flush_interval_seconds: float = 1.0,
         max_dirty_threads: int = 20_000,
+        thread_cache_size: int = 200_000,
         expire_every_seconds: float = 3600.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -68,6 +69,7 @@ class ContentsPipeline:
         self.producer: AIOKafkaProducer | None = None
         self.flush_interval = flush_interval_seconds
         self.max_dirty = max_dirty_threads
+        self.thread_cache_size = thread_cache_size
         self.expire_every = expire_every_seconds
         self.clock = clock
         self.owned: dict[int, DurablePartition] = {}
@@ -186,7 +188,7 @@ class ContentsPipeline:
 
     def _load(self, partition: int) -> DurablePartition:
         local = local_partition(self.table.data, partition, self.partitions)
-        durable = load_partition(partition, local)
+        durable = load_partition(partition, local, self.thread_cache_size)
         self._local[partition] = local
         self.owned[partition] = durable
         self._last_flush[partition] = time.monotonic()

@@ -32,8 +32,7 @@ from streams.core.responses.partition import (
     encode_partition_state,
     encode_thread_state,
 )
-from streams.core.responses.threads import ThreadState
-from streams.worker.thread_store import LocalPartition, ThreadCache, partition_key
+from streams.worker.thread_store import LocalPartition, TakenThreads, ThreadCache, partition_key
 
 
 class PartitionRecord(msgspec.Struct, array_like=True):
@@ -71,12 +70,17 @@ class FlushBatch:
     records: list[tuple[bytes, bytes | None]]
     state: bytes
     applied_offset: int
-    threads: dict[str, ThreadState | None]
+    threads: TakenThreads
 
 
-def load_partition(partition: int, local: LocalPartition) -> DurablePartition:
-    """The partition as its last flush left it, with that flush's threads overlaid."""
-    threads = ThreadCache(local)
+def load_partition(
+    partition: int, local: LocalPartition, cache_size: int = 200_000
+) -> DurablePartition:
+    """The partition as its last flush left it, with that flush's threads overlaid.
+
+    ``cache_size``: clean thread states kept in memory (``ThreadCache``'s bound).
+    """
+    threads = ThreadCache(local, max_clean_entries=cache_size)
     raw = local.get(partition_key(partition))
     if raw is None:
         state = PartitionState()

@@ -95,23 +95,40 @@ class MemoryPartition:
                 yield key
 
 
+class TakenThreads(dict[str, "ThreadState | None"]):
+    """The thread states one flush took (``ThreadCache.take_dirty``), with that flush's number."""
+
+    def __init__(self, flush: int, states: Mapping[str, ThreadState | None]) -> None:
+        super().__init__(states)
+        self.flush = flush
+
+
 class ThreadCache:
-    """Write-back cache of thread states for one partition (the processor's ``ThreadStore``)."""
+    """Write-back cache of thread states for one partition (the processor's ``ThreadStore``).
+
+    The processor changes cached states in place, so a state object tells nothing about which
+    flush wrote it: each ``take_dirty`` is numbered, and a thread stays readable from memory
+    until the *latest* flush that took it is in the store. Only then may eviction drop it and a
+    read fall through to the store, which by then holds that latest state.
+    """
 
     def __init__(self, local: LocalPartition, max_clean_entries: int = 200_000) -> None:
         self._local = local
         self._cache: dict[str, ThreadState | None] = {}
         self._dirty: set[str] = set()
-        # Taken by a flush that Kafka has not acknowledged yet: not in the store either.
-        self._unstored: dict[str, ThreadState | None] = {}
+        # Taken by a flush that Kafka has not acknowledged yet, so maybe not in the store:
+        # thread id -> (number of the latest flush that took it, the state).
+        self._unstored: dict[str, tuple[int, ThreadState | None]] = {}
+        self._flushes = 0
         self._max_clean = max_clean_entries
 
     def get(self, thread_id: str) -> ThreadState | None:
         try:
             return self._cache[thread_id]
         except KeyError:
-            if thread_id in self._unstored:
-                return self._unstored[thread_id]
+            taken = self._unstored.get(thread_id)
+            if taken is not None:
+                return taken[1]
             raw = self._local.get(thread_id.encode())
             state = None if raw is None else decode_thread_state(raw)
             self._cache[thread_id] = state
@@ -129,19 +146,31 @@ class ThreadCache:
     def dirty_count(self) -> int:
         return len(self._dirty)
 
-    def take_dirty(self) -> dict[str, ThreadState | None]:
-        """The states written since the last call (None = deleted); they are clean after."""
-        dirty = {thread_id: self._cache[thread_id] for thread_id in self._dirty}
-        self._dirty = set()
-        self._unstored.update(dirty)
-        return dirty
+    @property
+    def unstored_count(self) -> int:
+        """Threads whose latest flush Kafka has not acknowledged yet."""
+        return len(self._unstored)
 
-    def stored(self, flushed: Mapping[str, ThreadState | None]) -> None:
+    def take_dirty(self) -> TakenThreads:
+        """The states written since the last call (None = deleted); they are clean after."""
+        self._flushes += 1
+        flush = self._flushes
+        taken = TakenThreads(
+            flush, {thread_id: self._cache[thread_id] for thread_id in self._dirty}
+        )
+        self._dirty = set()
+        unstored = self._unstored
+        for thread_id, state in taken.items():
+            unstored[thread_id] = (flush, state)
+        return taken
+
+    def stored(self, flushed: TakenThreads) -> None:
         """``flushed`` (what one ``take_dirty`` returned) is in the store now."""
         unstored = self._unstored
-        for thread_id, state in flushed.items():
-            # A later flush may have taken a newer state of the thread: keep that one.
-            if thread_id in unstored and unstored[thread_id] is state:
+        for thread_id in flushed:
+            taken = unstored.get(thread_id)
+            # A later flush may have taken the thread again: it stays until that one is stored.
+            if taken is not None and taken[0] == flushed.flush:
                 del unstored[thread_id]
         if len(self._cache) > self._max_clean:
             self._cache = {thread_id: self._cache[thread_id] for thread_id in self._dirty}

@@ -16,6 +16,8 @@ greater key was released at an earlier step.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
@@ -106,6 +108,7 @@ def reference(
         else:
             marks.append(max(high, step))
 
+    monotonic = all(a <= b for a, b in itertools.pairwise(marks))
     source: dict[str, tuple[str, str]] = {}
     seen: set[str] = set()
     contents: dict[str, list[tuple[int, ContentEvent]]] = defaultdict(list)
@@ -130,8 +133,12 @@ def reference(
             return (event.event_time.timestamp(), event.direction == "outbound", event.content_id)
 
         def due(arrival: int, event: ContentEvent) -> int | None:
+            threshold = event.received_at.timestamp() + window
+            if monotonic:  # the first step at or after arrival whose watermark passes it
+                s = bisect.bisect_left(marks, threshold, lo=arrival)
+                return s if s < len(steps) else None
             for s in range(arrival, len(steps)):
-                if event.received_at.timestamp() + window <= marks[s]:
+                if threshold <= marks[s]:
                     return s
             return None
 

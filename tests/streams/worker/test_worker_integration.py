@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import shutil
 import subprocess
 import time
@@ -328,3 +329,50 @@ def test_partitions_move_between_workers_with_their_numbers(
     finally:
         first.stop()
         second.stop()
+
+
+#: Threads of the scale test: a reduced profile here; by hand, the heavy one:
+#: ``ENGAGE_SCALE_THREADS=1000000 .venv/bin/python -m pytest -s -k many_threads
+#: tests/streams/worker/test_worker_integration.py`` (about 6 M records).
+SCALE_THREADS = int(os.environ.get("ENGAGE_SCALE_THREADS", "6000"))
+#: The thread cache bound, forced far below the number of threads of a partition so that
+#: eviction and overlapping flushes happen all the time (the worker's default is 200,000).
+SCALE_CACHE = int(os.environ.get("ENGAGE_SCALE_CACHE", "16"))
+
+
+@pytest.mark.timeout(max(600, SCALE_THREADS // 200))
+def test_many_threads_through_a_tiny_cache_export_exactly_the_reference(
+    stream_settings: Settings, tmp_path: Path
+):
+    started = time.monotonic()
+    events = generate(
+        ScenarioConfig(
+            seed=23,
+            threads=SCALE_THREADS,
+            agents=max(10, SCALE_THREADS // 1000),
+            span_seconds=max(8 * 3600.0, SCALE_THREADS * 0.5),
+        )
+    )
+    load_scenario(stream_settings, events)
+    expected = expected_numbers(events, PARTITIONS)
+    prepared = time.monotonic() - started
+    total = sum(expected.contents.values())
+    settings = worker_settings(stream_settings, tmp_path / "w1", thread_cache_size=SCALE_CACHE)
+    worker = WorkerProcess(settings, tmp_path / "w1.log")
+    started = time.monotonic()
+    worker.start()
+    try:
+        series = run_until_done([worker], total, timeout=max(300, SCALE_THREADS / 100))
+        processed = time.monotonic() - started
+        scraped_at = time.time()
+        want = expected_series(expected)
+        assert_numbers_equal(series, want)
+        assert_backlog_equal(series, expected, scraped_at)
+        print(
+            f"\nscale: {SCALE_THREADS:,} threads, {len(events):,} records, cache {SCALE_CACHE}"
+            f" per partition: {len(exported(series)):,} exported values equal the reference;"
+            f" generated+loaded+reference {prepared:.0f} s, worker {processed:.0f} s"
+            f" ({len(events) / processed:,.0f} records/s incl. start-up)"
+        )
+    finally:
+        worker.stop()
