@@ -30,12 +30,13 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import contextlib
 import itertools
 import secrets
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -70,6 +71,7 @@ class _Failure:
     remaining: int | None
     until: float | None
     retry_after: float | None
+    path: str
 
 
 @dataclass
@@ -136,12 +138,14 @@ class FakePlatform:
         times: int | None = None,
         seconds: float | None = None,
         retry_after: float | None = None,
+        path: str = "/",
     ) -> None:
-        """Answer ``status`` to the next ``times`` requests, or to all for ``seconds``."""
+        """Answer ``status`` to the next ``times`` requests, or to all for ``seconds``, whose
+        path starts with ``path`` (e.g. ``/cx/`` to spare the token endpoint)."""
         if times is None and seconds is None:
             times = 1
         until = self.clock() + seconds if seconds is not None else None
-        self._failures.append(_Failure(status, times, until, retry_after))
+        self._failures.append(_Failure(status, times, until, retry_after, path))
 
     def revoke_tokens(self) -> None:
         """Every access token issued so far becomes invalid (the next call gets 401)."""
@@ -176,7 +180,7 @@ class FakePlatform:
         handler: Callable[[web.Request], Any],
     ) -> web.StreamResponse:
         self.requests.append((request.method, request.path))
-        failure = self._current_failure()
+        failure = self._current_failure(request.path)
         if failure is not None:
             headers = {}
             if failure.retry_after is not None:
@@ -191,26 +195,24 @@ class FakePlatform:
                     }
                 )
                 return _error(429, "CMN-301", "Request rate exceeded", headers)
+            if failure.status == 401:
+                return _error(401, "OAU-213", "Token not found or expired", headers)
             return _error(failure.status, "CMN-211", "Service temporarily unavailable", headers)
-        if request.path != "/restapi/oauth/token":
-            owner = self._bearer_owner(request)
-            if owner is None:
-                return _error(401, "OAU-213", "Token not found or expired")
-            request["owner_id"] = owner
+        if request.path != "/restapi/oauth/token" and self._bearer_owner(request) is None:
+            return _error(401, "OAU-213", "Token not found or expired")
         response: web.StreamResponse = await handler(request)
         return response
 
-    def _current_failure(self) -> _Failure | None:
+    def _current_failure(self, path: str) -> _Failure | None:
         now = self.clock()
-        while self._failures:
-            failure = self._failures[0]
-            if failure.until is not None and now >= failure.until:
-                self._failures.pop(0)
+        self._failures = [f for f in self._failures if f.until is None or now < f.until]
+        for failure in self._failures:
+            if not path.startswith(failure.path):
                 continue
             if failure.remaining is not None:
                 failure.remaining -= 1
                 if failure.remaining <= 0:
-                    self._failures.pop(0)
+                    self._failures.remove(failure)
             return failure
         return None
 
@@ -289,7 +291,7 @@ class FakePlatform:
         if not isinstance(body, str) and "templateName" not in payload:
             return _error(400, "EDI-025", 'Missing required parameter: "body"')
         parent_id = payload.get("inReplyToContentId")
-        owner = str(request["owner_id"])
+        owner = self._bearer_owner(request) or self.owner_id
         content: dict[str, Any] = {
             "body": body,
             "creatorId": owner,
@@ -513,6 +515,22 @@ def _error(
         status=status,
         headers=dict(headers or {}),
     )
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    platform: FakePlatform, host: str = "127.0.0.1", port: int = 0
+) -> AsyncIterator[str]:
+    """Serve ``platform`` on ``host:port`` (0 = a free port) while inside; yields its base URL."""
+    runner = web.AppRunner(platform.create_app(), access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        bound_host, bound_port = runner.addresses[0][:2]
+        yield f"http://{bound_host}:{bound_port}"
+    finally:
+        await runner.cleanup()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -467,7 +467,9 @@ class PlatformClient:
 
     # -- waiting -----------------------------------------------------------------------------
     def _note_rate_limit(self, response: httpx.Response) -> None:
-        if response.headers.get("X-Rate-Limit-Remaining") == "0":
+        # The last request of the window went through: the next one waits for the window
+        # (a 429 itself waits in ``_backoff``).
+        if response.status_code != 429 and response.headers.get("X-Rate-Limit-Remaining") == "0":
             window = _seconds(response.headers.get("X-Rate-Limit-Window"))
             if window:
                 self._not_before = max(
@@ -476,6 +478,7 @@ class PlatformClient:
 
     async def _wait_for_window(self) -> None:
         wait = self._not_before - self._clock()
+        self._not_before = 0.0
         if wait > 0:
             log.info("event=platform_rate_limit_pause wait=%.1f", wait)
             await self._sleep(wait)
