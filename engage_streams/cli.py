@@ -50,9 +50,21 @@ SETTING_MEANINGS: dict[str, str] = {
     "ENGAGE_LEADERBOARD_TOP_N": "agents exported per leaderboard window",
     "ENGAGE_API_URL": "Engage REST API base URL (backfill, enrichment)",
     "ENGAGE_API_TOKEN": "Engage REST API bearer token",
+    "RINGCENTRAL_SERVER_URL": "RingCentral platform API (Advanced / Social Messaging)",
+    "RINGCENTRAL_CLIENT_ID": "the platform app's client id",
+    "RINGCENTRAL_CLIENT_SECRET": "the platform app's client secret",
+    "RINGCENTRAL_JWT": "JWT credential of the JWT grant",
+    "RINGCENTRAL_WEBHOOK_URL": "public URL of the connector's /webhooks/ringcentral",
+    "ENGAGE_BACKFILL_CHECKPOINT": "backfill checkpoint file (default under ENGAGE_DATA_DIR)",
 }
 
 _KAFKA = ["KAFKA_BOOTSTRAP_SERVERS", "ENGAGE_TOPIC", "ENGAGE_DLQ_TOPIC"]
+_PLATFORM = [
+    "RINGCENTRAL_SERVER_URL",
+    "RINGCENTRAL_CLIENT_ID",
+    "RINGCENTRAL_CLIENT_SECRET",
+    "RINGCENTRAL_JWT",
+]
 _TOPICS = ["ENGAGE_TOPIC_PARTITIONS", "ENGAGE_TOPIC_REPLICATION"]
 _CONNECTOR = [
     *_KAFKA,
@@ -96,7 +108,17 @@ COMMAND_SETTINGS: dict[str, list[str]] = {
         "ENGAGE_WEBHOOK_SECRET",
         "ENGAGE_AGENTS_CONFIG",
     ],
-    "backfill": [*_KAFKA, *_TOPICS, "ENGAGE_API_URL", "ENGAGE_API_TOKEN", "ENGAGE_FORWARD_BODY"],
+    "backfill": [
+        *_KAFKA,
+        *_TOPICS,
+        "ENGAGE_API_URL",
+        "ENGAGE_API_TOKEN",
+        *_PLATFORM,
+        "ENGAGE_FORWARD_BODY",
+        "ENGAGE_DATA_DIR",
+        "ENGAGE_BACKFILL_CHECKPOINT",
+    ],
+    "subscribe": [*_PLATFORM, "RINGCENTRAL_WEBHOOK_URL", "RINGCENTRAL_VERIFICATION_TOKEN"],
     "demo": sorted(set(_CONNECTOR) | set(_WORKER)),
 }
 """Which settings each subcommand uses; settings named nowhere are listed under every one."""
@@ -272,8 +294,18 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         "backfill": (
             "connectors.backfill:main",
-            "publish past contents from the Engage REST API",
-            "Reads past contents from the Engage REST API and publishes them like webhooks.",
+            "publish past contents from the Engage or RingCentral platform API",
+            "Reads past contents from the classic Engage REST API or the RingCentral platform "
+            "API (--api classic|platform, --since, --until) and publishes them like webhooks, "
+            "with a progress bar and a checkpoint: a second run publishes nothing the first "
+            "did, an interrupted run resumes.",
+        ),
+        "subscribe": (
+            "connectors.subscription:main",
+            "manage the RingCentral platform webhook subscription (create, list, renew, delete)",
+            "Creates, lists, renews or deletes the RingCentral platform webhook subscription "
+            "for Advanced Messaging contents (Imported, Exported, DiscussionInitiated) that "
+            "delivers to the connector's /webhooks/ringcentral.",
         ),
     }
     for name, (target, summary, description) in delegated.items():
@@ -306,7 +338,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        if not hasattr(args, "extra"):
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        # argparse's REMAINDER stops at a leading option (`backfill --api platform`): hand
+        # everything after the subcommand to it, as written.
+        args.extra = argv[argv.index(args.command) + 1 :]
     try:
         settings = Settings.from_env()
         handler: Callable[[Settings, argparse.Namespace], int] = args.handler
