@@ -163,6 +163,7 @@ class SubscriptionKeeper:
         self._expires_at: float | None = None
         self._lifetime = float(expires_in)
         self._rescheduled = asyncio.Event()
+        self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self.renewals = 0
         self.creations = 0
@@ -211,7 +212,7 @@ class SubscriptionKeeper:
             if self._seconds_to_renewal() > 0:
                 continue  # renewed meanwhile (a reminder): sleep again until the new time
             try:
-                await self._renew()
+                await self._renew(only_if_due=True)
                 failures = 0
             except PlatformApiError as error:
                 failures += 1
@@ -220,7 +221,15 @@ class SubscriptionKeeper:
                             str(error), wait)  # fmt: skip
                 await self._wait(wait)
 
-    async def _renew(self) -> None:
+    async def _renew(self, *, only_if_due: bool = False) -> None:
+        # One renewal at a time: the loop and a reminder racing on a lost subscription must
+        # not create two new ones.
+        async with self._lock:
+            if only_if_due and self._seconds_to_renewal() > 0:
+                return
+            await self._renew_now()
+
+    async def _renew_now(self) -> None:
         assert self._subscription_id is not None
         try:
             subscription = await self._platform.renew_subscription(self._subscription_id)

@@ -28,15 +28,18 @@ move time forward (``ManualClock``) instead of sleeping. Run it standalone with
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import binascii
+import concurrent.futures
 import contextlib
 import itertools
 import secrets
 import sys
+import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -531,6 +534,35 @@ async def serving(
         yield f"http://{bound_host}:{bound_port}"
     finally:
         await runner.cleanup()
+
+
+@contextlib.contextmanager
+def serving_in_thread(platform: FakePlatform, host: str = "127.0.0.1") -> Iterator[str]:
+    """Serve ``platform`` from a thread of its own (for code that runs ``asyncio.run``)."""
+    loop = asyncio.new_event_loop()
+    started: concurrent.futures.Future[str] = concurrent.futures.Future()
+    stopping = asyncio.Event()
+
+    async def serve() -> None:
+        try:
+            async with serving(platform, host) as url:
+                started.set_result(url)
+                await stopping.wait()
+        except BaseException as error:
+            if not started.done():
+                started.set_exception(error)
+            raise
+
+    thread = threading.Thread(
+        target=loop.run_until_complete, args=(serve(),), name="fake-platform", daemon=True
+    )
+    thread.start()
+    try:
+        yield started.result(timeout=30)
+    finally:
+        loop.call_soon_threadsafe(stopping.set)
+        thread.join(timeout=30)
+        loop.close()
 
 
 def main(argv: list[str] | None = None) -> int:
