@@ -150,6 +150,33 @@ def backfill_record(
     return msgspec.structs.replace(record, origin="backfill")
 
 
+PLATFORM_IMPORTED: Final = "/cx/social-messaging/v1/contents/Imported"
+
+
+def platform_backfill_record(
+    content: Any, *, received_at: datetime, forward_body: bool
+) -> ContentEvent | DeadLetter:
+    """A content read from the platform REST API (camelCase) as a record.
+
+    The record the platform webhook gives for the same content (same mapping: direction,
+    agent, automatic, status), with origin ``backfill``, type ``.../contents/Imported`` and
+    event id ``backfill:<content id>`` like ``backfill_record``.
+    """
+    if not isinstance(content, dict):
+        return DeadLetter(NOT_AN_OBJECT, content)
+    envelope = {
+        "uuid": f"backfill:{content.get('id')}",
+        "event": PLATFORM_IMPORTED,
+        "timestamp": content.get("creationTime"),
+        "body": content,
+    }
+    try:
+        record = _platform_record(envelope, received_at, forward_body)
+    except _Rejected as rejected:
+        return DeadLetter(rejected.reason, _redacted(content, forward_body))
+    return msgspec.structs.replace(record, origin="backfill")
+
+
 def dead_letter_value(item: DeadLetter, *, endpoint: Endpoint, received_at: datetime) -> bytes:
     """The DLQ record value: ``{reason, endpoint, received_at, event}`` as JSON."""
     return orjson.dumps(
