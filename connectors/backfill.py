@@ -317,7 +317,6 @@ async def _run(
     platform: PlatformClient | None,
     filters: dict[str, str],
 ) -> int:
-    publisher = KafkaPublisher(settings.kafka_bootstrap_servers)
     classic: EngageRestClient | None = None
     try:
         if platform is not None:
@@ -331,27 +330,40 @@ async def _run(
             q = " ".join(term for term in terms if term) or None
             source = classic_source(classic, base_url=settings.engage_api_url, q=q)
         path = Path(settings.backfill_checkpoint or default_checkpoint(settings, source))
-        checkpoint = BackfillCheckpoint.load(path, source.key, restart=parsed.restart)
-        progress = None if parsed.no_progress else ProgressBar(f"backfill {source.api}")
+        try:
+            checkpoint = BackfillCheckpoint.load(path, source.key, restart=parsed.restart)
+        except CheckpointError as error:
+            print(f"engage-streams backfill: {error}", file=sys.stderr)
+            return 2
+        return await _publish(settings, parsed, source, checkpoint)
+    finally:
+        if classic is not None:
+            await classic.aclose()
+        if platform is not None:
+            await platform.aclose()
+
+
+async def _publish(
+    settings: Settings,
+    parsed: argparse.Namespace,
+    source: ContentSource,
+    checkpoint: BackfillCheckpoint,
+) -> int:
+    publisher = KafkaPublisher(settings.kafka_bootstrap_servers)
+    progress = None if parsed.no_progress else ProgressBar(f"backfill {source.api}")
+    try:
         await publisher.start()
         await ensure_topics(settings)
-        try:
-            report = await backfill_contents(
-                settings,
-                source,
-                publisher,
-                since=parsed.since,
-                until=parsed.until,
-                checkpoint=checkpoint,
-                limit=parsed.limit,
-                progress=progress,
-            )
-        finally:
-            if progress is not None:
-                progress.close()
-    except CheckpointError as error:
-        print(f"engage-streams backfill: {error}", file=sys.stderr)
-        return 2
+        report = await backfill_contents(
+            settings,
+            source,
+            publisher,
+            since=parsed.since,
+            until=parsed.until,
+            checkpoint=checkpoint,
+            limit=parsed.limit,
+            progress=progress,
+        )
     except (KafkaError, LocalKafkaError, PublishError) as error:
         print(f"engage-streams backfill: Kafka: {error} (check KAFKA_BOOTSTRAP_SERVERS)",
               file=sys.stderr)  # fmt: skip
@@ -361,13 +373,11 @@ async def _run(
               file=sys.stderr)  # fmt: skip
         return 1
     finally:
+        if progress is not None:
+            progress.close()
         await publisher.stop()
-        if classic is not None:
-            await classic.aclose()
-        if platform is not None:
-            await platform.aclose()
     print(
         f"backfill: {report.published} records published, {report.dead_lettered} to the DLQ, "
-        f"{report.skipped} already done (checkpoint {path})"
+        f"{report.skipped} already done (checkpoint {checkpoint.path})"
     )
     return 0

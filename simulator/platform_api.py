@@ -75,6 +75,7 @@ class _Failure:
     until: float | None
     retry_after: float | None
     path: str
+    after: int
 
 
 @dataclass
@@ -142,13 +143,15 @@ class FakePlatform:
         seconds: float | None = None,
         retry_after: float | None = None,
         path: str = "/",
+        after: int = 0,
     ) -> None:
         """Answer ``status`` to the next ``times`` requests, or to all for ``seconds``, whose
-        path starts with ``path`` (e.g. ``/cx/`` to spare the token endpoint)."""
+        path starts with ``path`` (e.g. ``/cx/`` to spare the token endpoint), once ``after``
+        of them were answered normally."""
         if times is None and seconds is None:
             times = 1
         until = self.clock() + seconds if seconds is not None else None
-        self._failures.append(_Failure(status, times, until, retry_after, path))
+        self._failures.append(_Failure(status, times, until, retry_after, path, after))
 
     def revoke_tokens(self) -> None:
         """Every access token issued so far becomes invalid (the next call gets 401)."""
@@ -212,6 +215,9 @@ class FakePlatform:
         for failure in self._failures:
             if not path.startswith(failure.path):
                 continue
+            if failure.after > 0:
+                failure.after -= 1
+                return None
             if failure.remaining is not None:
                 failure.remaining -= 1
                 if failure.remaining <= 0:
