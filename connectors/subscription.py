@@ -168,6 +168,18 @@ class SubscriptionKeeper:
         self.renewals = 0
         self.creations = 0
 
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, platform: PlatformClient, **options: Any
+    ) -> SubscriptionKeeper | None:
+        """The connector's keeper, or ``None`` when ``RINGCENTRAL_WEBHOOK_URL`` or
+        ``RINGCENTRAL_VERIFICATION_TOKEN`` is unset (subscriptions managed by hand)."""
+        address = settings.ringcentral_webhook_url
+        token = settings.ringcentral_verification_token
+        if not address or not token:
+            return None
+        return cls(platform, address=address, verification_token=token, **options)
+
     @property
     def subscription_id(self) -> str | None:
         return self._subscription_id

@@ -15,6 +15,9 @@ against something that behaves like the real service, in tests and in the demo:
   (``sourceId``), written by the token's owner (``creatorId`` = RingCentral extension id).
 * ``/restapi/v1.0/subscription``: create / list / get / renew / delete WebHook subscriptions
   that expire (``expiresIn``); an expired subscription is gone (404, not listed).
+* ``rate_limit=(requests, window)``: every API answer carries RingCentral's
+  ``X-Rate-Limit-Group/Limit/Remaining/Window`` headers, and a request over the limit gets
+  429 with ``Retry-After`` until the window ends.
 * ``fail(status, times=..., seconds=..., retry_after=...)``: answer 503 or 429 (with
   ``Retry-After`` and RingCentral's ``X-Rate-Limit-*`` headers) for the next N requests or for a
   while, to test retries. ``requests`` logs every ``(method, path)`` answered.
@@ -34,6 +37,7 @@ import binascii
 import concurrent.futures
 import contextlib
 import itertools
+import math
 import secrets
 import sys
 import threading
@@ -101,6 +105,9 @@ class FakePlatform:
     verification_tokens: dict[str, str] = field(default_factory=dict)
     requests: list[tuple[str, str]] = field(default_factory=list)
     tokens_issued: int = 0
+    rate_limit: tuple[int, float] | None = None  # (requests, window seconds), like "Light"
+    _window_start: float = -math.inf
+    _window_count: int = 0
     _tokens: dict[str, _Token] = field(default_factory=dict)
     _failures: list[_Failure] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -204,10 +211,38 @@ class FakePlatform:
             if failure.status == 401:
                 return _error(401, "OAU-213", "Token not found or expired", headers)
             return _error(failure.status, "CMN-211", "Service temporarily unavailable", headers)
-        if request.path != "/restapi/oauth/token" and self._bearer_owner(request) is None:
+        if request.path == "/restapi/oauth/token":
+            token_response: web.StreamResponse = await handler(request)
+            return token_response
+        if self._bearer_owner(request) is None:
             return _error(401, "OAU-213", "Token not found or expired")
+        limit_headers, retry_in = self._rate_limit()
+        if retry_in is not None:
+            limit_headers["Retry-After"] = f"{max(1, math.ceil(retry_in))}"
+            return _error(429, "CMN-301", "Request rate exceeded", limit_headers)
         response: web.StreamResponse = await handler(request)
+        response.headers.update(limit_headers)
         return response
+
+    def _rate_limit(self) -> tuple[dict[str, str], float | None]:
+        """RingCentral's ``X-Rate-Limit-*`` headers when ``rate_limit`` is set, and how long
+        to wait when this request is over the limit (fixed windows, one group)."""
+        if self.rate_limit is None:
+            return {}, None
+        limit, window = self.rate_limit
+        now = self.clock()
+        if now - self._window_start >= window:
+            self._window_start, self._window_count = now, 0
+        self._window_count += 1
+        headers = {
+            "X-Rate-Limit-Group": "Light",
+            "X-Rate-Limit-Limit": str(limit),
+            "X-Rate-Limit-Remaining": str(max(0, limit - self._window_count)),
+            "X-Rate-Limit-Window": f"{window:g}",
+        }
+        if self._window_count > limit:
+            return headers, self._window_start + window - now
+        return headers, None
 
     def _current_failure(self, path: str) -> _Failure | None:
         now = self.clock()

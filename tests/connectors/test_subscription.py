@@ -22,6 +22,7 @@ from connectors.subscription import (
 )
 from engage_streams import cli
 from engage_streams.rest.platform import PlatformClient
+from engage_streams.settings import Settings
 from simulator.platform_api import FakePlatform, ManualClock, serving, serving_in_thread
 
 ADDRESS = "https://connector.example.com/webhooks/ringcentral"
@@ -205,6 +206,19 @@ async def test_a_second_connector_adopts_the_subscription(world: World) -> None:
         finally:
             await first.stop()
             await second.stop()
+
+
+async def test_keeper_from_settings_only_when_configured(world: World) -> None:
+    async with world.client() as client:
+        assert SubscriptionKeeper.from_settings(Settings(), client) is None
+        configured = Settings(
+            ringcentral_webhook_url=ADDRESS, ringcentral_verification_token=VERIFICATION
+        )
+        keeper = SubscriptionKeeper.from_settings(configured, client, clock=world.clock)
+        assert keeper is not None
+        await keeper.start()
+        await keeper.stop()
+        assert world.platform.verification_tokens == {keeper.subscription_id: VERIFICATION}
 
 
 def test_event_filters_follow_the_api_prefix() -> None:

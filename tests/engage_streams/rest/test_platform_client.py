@@ -198,6 +198,17 @@ async def test_429_without_retry_after_waits_for_the_rate_limit_window(setup: Se
     assert setup.sleeps == [45.0]
 
 
+async def test_the_last_request_of_a_rate_limit_window_pauses_the_next(setup: Setup) -> None:
+    setup.platform.add_contents(contents(1))
+    setup.platform.rate_limit = (3, 60.0)  # three requests a minute, then 429
+    async with setup.client() as platform:
+        for _ in range(7):
+            await platform.get_content("c0000")
+    assert setup.requests("get_content", "200") == 7
+    assert setup.requests("get_content", "429") == 0  # paced, never refused
+    assert setup.sleeps == [60.0, 60.0]
+
+
 async def test_503_backs_off_exponentially_then_names_the_call(setup: Setup) -> None:
     async with setup.client(max_retries=3) as platform:
         setup.platform.fail(503, times=10)
