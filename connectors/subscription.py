@@ -91,7 +91,8 @@ def describe(subscription: dict[str, Any]) -> str:
     mode = subscription.get("deliveryMode")
     address = mode.get("address") if isinstance(mode, dict) else None
     events = ",".join(
-        str(f).rsplit("/", 1)[-1].split("?")[0] for f in subscription.get("eventFilters", [])
+        "RenewalReminder" if is_renewal_reminder(str(f)) else str(f).rsplit("/", 1)[-1]
+        for f in subscription.get("eventFilters", [])
     )
     return (
         f"{subscription.get('id')} {subscription.get('status', '?')} "

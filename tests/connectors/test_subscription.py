@@ -71,7 +71,8 @@ def test_create_list_renew_delete(
     assert list(platform_env.subscriptions) == [sid]
 
     code, out, _ = subscribe(capsys, "list")
-    assert code == 0 and sid in out and ADDRESS in out and "Imported" in out
+    assert code == 0 and sid in out and ADDRESS in out and "Imported," in out
+    assert "RenewalReminder" in out
     assert VERIFICATION not in out
 
     code, out, _ = subscribe(capsys, "renew")
