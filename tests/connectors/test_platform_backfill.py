@@ -2,7 +2,8 @@
 
 Run through ``engage_streams.cli.main`` with settings from the environment: twice publishes
 each content once (and a third run only what is new), an interrupted run resumes where the
-last acknowledged page ended, and the records are the ones the platform webhook gives.
+last acknowledged page ended, and the records are the ones the platform webhook gives. The
+classic API's backfill keeps the same checkpoint (against tests/test_connector_rest.py's fake).
 """
 
 from __future__ import annotations
@@ -19,12 +20,18 @@ from typing import Any
 import orjson
 import pytest
 
+from connectors.backfill import backfill_contents, classic_source
+from connectors.checkpoint import BackfillCheckpoint
 from connectors.envelopes import parse_platform
 from connectors.progress import ProgressBar
+from connectors.publisher import KafkaPublisher
+from connectors.rest import EngageRestClient
 from engage_streams import cli
 from engage_streams.record import ContentEvent, decode_event
+from engage_streams.settings import Settings
 from simulator.platform_api import FakePlatform, serving_in_thread
 from tests.kafka_helpers import read_topic
+from tests.test_connector_rest import TOKEN, fake  # noqa: F401 - the fixture
 
 START = datetime(2026, 3, 1, tzinfo=UTC)
 CONTENTS = "/cx/social-messaging/v1/contents"
@@ -64,9 +71,9 @@ def conversation(count: int, *, offset: int = 0) -> list[dict[str, Any]]:
 def platform(
     kafka_broker: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> Iterator[FakePlatform]:
-    fake = FakePlatform()
+    platform = FakePlatform()
     suffix = uuid.uuid4().hex[:10]
-    with serving_in_thread(fake) as url:
+    with serving_in_thread(platform) as url:
         for name, value in {
             "KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap_servers,
             "ENGAGE_TOPIC": f"test.platform-backfill.{suffix}",
@@ -74,12 +81,12 @@ def platform(
             "ENGAGE_TOPIC_PARTITIONS": "1",
             "ENGAGE_DATA_DIR": str(tmp_path / "data"),
             "RINGCENTRAL_SERVER_URL": url,
-            "RINGCENTRAL_CLIENT_ID": fake.client_id,
-            "RINGCENTRAL_CLIENT_SECRET": fake.client_secret,
-            "RINGCENTRAL_JWT": fake.jwt,
+            "RINGCENTRAL_CLIENT_ID": platform.client_id,
+            "RINGCENTRAL_CLIENT_SECRET": platform.client_secret,
+            "RINGCENTRAL_JWT": platform.jwt,
         }.items():
             monkeypatch.setenv(name, value)
-        yield fake
+        yield platform
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -209,3 +216,41 @@ def test_progress_bar_counts_without_a_terminal() -> None:
     assert lines[-1].startswith("backfill platform: [")
     assert "70% 7/10" in lines[-1] and "4 published, 1 to the DLQ" in lines[-1]
     assert "2 already done" in lines[-1] and "up to 2026-03-01T00:00:00+00:00" in lines[-1]
+
+
+@pytest.mark.kafka
+async def test_classic_backfill_resumes_from_its_checkpoint_too(
+    fake: Any,  # noqa: F811 - the fake Engage API of tests/test_connector_rest.py
+    kafka_broker: Any,
+    tmp_path: Path,
+) -> None:
+    _, url = fake
+    suffix = uuid.uuid4().hex[:10]
+    settings = Settings(
+        kafka_bootstrap_servers=kafka_broker.bootstrap_servers,
+        topic=f"test.classic-backfill.{suffix}",
+        dlq_topic=f"test.classic-backfill.{suffix}.dlq",
+        topic_partitions=1,
+        engage_api_url=url,
+    )
+    await asyncio.to_thread(kafka_broker.create_topic, settings.topic, 1)
+    await asyncio.to_thread(kafka_broker.create_topic, settings.dlq_topic, 1)
+    path = tmp_path / "classic.json"
+    publisher = KafkaPublisher(settings.kafka_bootstrap_servers)
+    await publisher.start()
+    try:
+        async with EngageRestClient(url, TOKEN) as api:
+            source = classic_source(api, base_url=url)
+            checkpoint = BackfillCheckpoint.load(path, source.key)
+            first = await backfill_contents(
+                settings, source, publisher, limit=200, checkpoint=checkpoint
+            )
+            second = await backfill_contents(
+                settings, source, publisher, checkpoint=BackfillCheckpoint.load(path, source.key)
+            )
+    finally:
+        await publisher.stop()
+    assert (first.published, second.published, second.skipped) == (200, 120, 200)
+    records = await read_topic(settings.kafka_bootstrap_servers, settings.topic, 0)
+    ids = [decode_event(r.value).content_id for r in records]
+    assert ids == [f"content-{i:04d}" for i in range(320)]
