@@ -44,11 +44,11 @@ from connectors.envelopes import (
 )
 from connectors.progress import ProgressBar
 from connectors.publisher import KafkaPublisher, Message, Publisher, PublishError
-from connectors.rest import EngageApiError, EngageRestClient
-from engage_streams.localkafka import LocalKafkaError, ensure_topics
 from engage_streams.record import ContentEvent, encode_event
+from engage_streams.rest.classic import EngageApiError, EngageRestClient
 from engage_streams.rest.platform import PlatformApiError, PlatformClient
 from engage_streams.settings import Settings
+from engage_streams.topics import TopicError, ensure_topics
 
 log = logging.getLogger("connectors.backfill")
 
@@ -364,7 +364,7 @@ async def _publish(
             limit=parsed.limit,
             progress=progress,
         )
-    except (KafkaError, LocalKafkaError, PublishError) as error:
+    except (KafkaError, TopicError, PublishError) as error:
         print(f"engage-streams backfill: Kafka: {error} (check KAFKA_BOOTSTRAP_SERVERS)",
               file=sys.stderr)  # fmt: skip
         return 1

@@ -35,6 +35,7 @@ import msgspec
 import orjson
 
 from engage_streams.record import ContentEvent, Direction
+from engage_streams.timefmt import utc_iso
 
 Endpoint = Literal["engage", "ringcentral", "backfill"]
 
@@ -156,7 +157,7 @@ def dead_letter_value(item: DeadLetter, *, endpoint: Endpoint, received_at: date
         {
             "reason": item.reason,
             "endpoint": endpoint,
-            "received_at": received_at.isoformat().replace("+00:00", "Z"),
+            "received_at": utc_iso(received_at, timespec="auto"),
             "event": item.event,
         }
     )

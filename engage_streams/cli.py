@@ -19,45 +19,6 @@ from pathlib import Path
 from engage_streams import __version__
 from engage_streams.settings import Settings, SettingsError
 
-SETTING_MEANINGS: dict[str, str] = {
-    "KAFKA_BOOTSTRAP_SERVERS": "Kafka brokers (host:port,...)",
-    "ENGAGE_TOPIC": "canonical events topic (key: thread id)",
-    "ENGAGE_DLQ_TOPIC": "authentic deliveries that could not be understood",
-    "ENGAGE_ACTIVITY_TOPIC": "agent activity (one per agent content, key: agent id)",
-    "ENGAGE_SUMMARY_TOPIC": "per-partition channel figures (compacted, key: partition)",
-    "CONNECTOR_HOST": "address the connector listens on",
-    "CONNECTOR_PORT": "port the connector listens on",
-    "ENGAGE_WEBHOOK_SECRET": "expected X-Dimelo-Secret header",
-    "ENGAGE_ALLOW_UNAUTHENTICATED": "1 = start without a webhook secret",
-    "ENGAGE_VERIFY_TOKEN": "expected hub.verify_token of the registration handshake",
-    "RINGCENTRAL_VERIFICATION_TOKEN": "expected Verification-Token of platform notifications",
-    "ENGAGE_FORWARD_BODY": "1 = forward message bodies (the customer's words) to Kafka",
-    "ENGAGE_MAX_BODY_BYTES": "largest accepted webhook body (413 above)",
-    "ENGAGE_PUBLISH_TIMEOUT_SECONDS": "how long a delivery waits for Kafka before 503",
-    "WORKER_WEB_HOST": "address of the worker's HTTP server",
-    "WORKER_WEB_PORT": "worker HTTP port: leaderboard API, wallboard, /metrics",
-    "ENGAGE_TIMEZONE": 'where "today" and "this week" begin',
-    "ENGAGE_TOPIC_PARTITIONS": "partitions of the events topic when it is created",
-    "ENGAGE_TOPIC_REPLICATION": "replication factor of topics created",
-    "ENGAGE_STORE": "table store of the worker (rocksdb:// or memory://)",
-    "ENGAGE_DATA_DIR": "worker state; the local broker lives in <dir>/kafka",
-    "ENGAGE_APP_ID": "Kafka consumer group and changelog prefix of the workers",
-    "ENGAGE_REORDER_WINDOW_SECONDS": "out-of-order contents within this are reordered",
-    "ENGAGE_THREAD_IDLE_HORIZON_SECONDS": "threads idle longer than this are forgotten",
-    "ENGAGE_SLA_CONFIG": "JSON file: SLA seconds per source",
-    "ENGAGE_SCORING_CONFIG": "file of gamification scoring rules",
-    "ENGAGE_AGENTS_CONFIG": "file of agents (names, teams)",
-    "ENGAGE_LEADERBOARD_TOP_N": "agents exported per leaderboard window",
-    "ENGAGE_API_URL": "Engage REST API base URL (backfill, enrichment)",
-    "ENGAGE_API_TOKEN": "Engage REST API bearer token",
-    "RINGCENTRAL_SERVER_URL": "RingCentral platform API (Advanced / Social Messaging)",
-    "RINGCENTRAL_CLIENT_ID": "the platform app's client id",
-    "RINGCENTRAL_CLIENT_SECRET": "the platform app's client secret",
-    "RINGCENTRAL_JWT": "JWT credential of the JWT grant",
-    "RINGCENTRAL_WEBHOOK_URL": "public URL of the connector's /webhooks/ringcentral",
-    "ENGAGE_BACKFILL_CHECKPOINT": "backfill checkpoint file (default under ENGAGE_DATA_DIR)",
-}
-
 _KAFKA = ["KAFKA_BOOTSTRAP_SERVERS", "ENGAGE_TOPIC", "ENGAGE_DLQ_TOPIC"]
 _PLATFORM = [
     "RINGCENTRAL_SERVER_URL",
@@ -127,6 +88,7 @@ COMMAND_SETTINGS: dict[str, list[str]] = {
 def settings_help(command: str) -> str:
     """The ``--help`` epilog of ``command``: its settings, their defaults and meanings."""
     defaults = {f.metadata["env"]: f.default for f in fields(Settings)}
+    meanings = {f.metadata["env"]: f.metadata["help"] for f in fields(Settings)}
     named = {name for names in COMMAND_SETTINGS.values() for name in names}
     own = [name for name in COMMAND_SETTINGS[command] if name in defaults]
     others = sorted(name for name in defaults if name not in named)
@@ -135,7 +97,7 @@ def settings_help(command: str) -> str:
     dwidth = max(len(value) for value in shown.values()) + 2
     rows = [f"  {'variable':<{width}}{'default':<{dwidth}}meaning"]
     for name, value in shown.items():
-        rows.append(f"  {name:<{width}}{value:<{dwidth}}{SETTING_MEANINGS.get(name, '')}".rstrip())
+        rows.append(f"  {name:<{width}}{value:<{dwidth}}{meanings.get(name, '')}".rstrip())
     return "settings (environment variables):\n" + "\n".join(rows)
 
 
@@ -148,21 +110,19 @@ def _shown_default(default: object) -> str:
 
 
 def _kafka_port(settings: Settings) -> int:
-    first = settings.kafka_bootstrap_servers.split(",")[0]
-    _, _, port = first.rpartition(":")
-    return int(port) if port.isdigit() else 9092
+    return settings.kafka_port
 
 
 # -- handlers --------------------------------------------------------------------------
 def _cmd_kafka(settings: Settings, args: argparse.Namespace) -> int:
-    from engage_streams.localkafka import (
+    from devkit.broker import (
         KafkaAlreadyRunning,
         KafkaConfig,
         LocalKafka,
         LocalKafkaError,
         default_data_dir,
-        ensure_jars,
     )
+    from devkit.jars import JarsError, ensure_jars
 
     data_dir = Path(args.data_dir).expanduser() if args.data_dir else default_data_dir()
     port = args.port if args.port is not None else _kafka_port(settings)
@@ -186,14 +146,14 @@ def _cmd_kafka(settings: Settings, args: argparse.Namespace) -> int:
             return 0 if status.running else 1
         else:
             print(ensure_jars())
-    except LocalKafkaError as exc:
+    except (LocalKafkaError, JarsError) as exc:
         print(f"engage-streams kafka {args.action}: {exc}", file=sys.stderr)
         return 1
     return 0
 
 
 def _cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
-    from engage_streams.demo import run_demo
+    from devkit.demo import run_demo
 
     return run_demo(settings, args)
 
@@ -206,18 +166,11 @@ def _dispatch(target: str) -> Callable[[Settings, argparse.Namespace], int]:
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
-            if exc.name and module_name.startswith(exc.name):
-                print(
-                    f"engage-streams {args.command}: not available in this build "
-                    f"({module_name} is missing)",
-                    file=sys.stderr,
-                )
-            else:
-                print(
-                    f"engage-streams {args.command}: missing dependency {exc.name!r}; "
-                    "run scripts/install (or pip install -e .)",
-                    file=sys.stderr,
-                )
+            print(
+                f"engage-streams {args.command}: missing dependency {exc.name!r}; "
+                "run scripts/install (or pip install -e .)",
+                file=sys.stderr,
+            )
             return 2
         function = getattr(module, function_name)
         extra = list(args.extra)
@@ -258,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     kafka.add_argument("action", choices=["start", "stop", "status", "fetch"])
     kafka.add_argument(
-        "--port", type=int, help="broker port (default: the port of KAFKA_BOOTSTRAP_SERVERS, 9092)"
+        "--port", type=int, help="broker port (default: the port of KAFKA_BOOTSTRAP_SERVERS)"
     )
     kafka.add_argument(
         "--controller-port",
@@ -280,14 +233,14 @@ def build_parser() -> argparse.ArgumentParser:
             "and answers 200 only once every event is acknowledged by Kafka.",
         ),
         "worker": (
-            "streams.worker:main",
+            "streams.worker.command:main",
             "one stream-processing worker (metrics, leaderboards, API)",
             "Runs one stream-processing worker (the Faust app streams.app:app) in this "
             "process: response times, backlog, leaderboards, the HTTP API, the wallboard "
             "and /metrics.",
         ),
         "simulate": (
-            "connectors.simulate:main",
+            "simulator.simulate:main",
             "send realistic contact-center traffic to a connector",
             "Sends realistic contact-center traffic (customers, agents, channels) as "
             "webhooks to a running connector.",

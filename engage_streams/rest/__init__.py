@@ -1,6 +1,3 @@
-"""REST clients of the two Engage APIs: ``classic`` (Engage Digital) and ``platform`` (RingCentral).
-
-Each is an async httpx client that owns authentication, paging, rate limits and retries for its
-API, and raises errors naming the call and the status, never a credential. Nothing here knows
-about Kafka or the canonical record.
-"""
+"""Clients of RingCentral's REST APIs, used by the connector (backfill, resolving) and the
+worker (names): ``classic`` (Engage Digital, bearer token) and ``platform`` (RingCentral
+platform, OAuth). They import nothing of ``connectors`` or ``streams``."""

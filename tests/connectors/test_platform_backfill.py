@@ -3,7 +3,7 @@
 Run through ``engage_streams.cli.main`` with settings from the environment: twice publishes
 each content once (and a third run only what is new), an interrupted run resumes where the
 last acknowledged page ended, and the records are the ones the platform webhook gives. The
-classic API's backfill keeps the same checkpoint (against tests/test_connector_rest.py's fake).
+classic API's backfill keeps the same checkpoint (against tests/plugins/fake_engage.py).
 """
 
 from __future__ import annotations
@@ -25,13 +25,13 @@ from connectors.checkpoint import BackfillCheckpoint
 from connectors.envelopes import parse_platform
 from connectors.progress import ProgressBar
 from connectors.publisher import KafkaPublisher
-from connectors.rest import EngageRestClient
 from engage_streams import cli
 from engage_streams.record import ContentEvent, decode_event
+from engage_streams.rest.classic import EngageRestClient
 from engage_streams.settings import Settings
 from simulator.platform_api import FakePlatform, serving_in_thread
-from tests.kafka_helpers import read_topic
-from tests.test_connector_rest import TOKEN, fake  # noqa: F401 - the fixture
+from tests.plugins.fake_engage import TOKEN
+from tests.plugins.topics import read_topic
 
 START = datetime(2026, 3, 1, tzinfo=UTC)
 CONTENTS = "/cx/social-messaging/v1/contents"
@@ -220,7 +220,7 @@ def test_progress_bar_counts_without_a_terminal() -> None:
 
 @pytest.mark.kafka
 async def test_classic_backfill_resumes_from_its_checkpoint_too(
-    fake: Any,  # noqa: F811 - the fake Engage API of tests/test_connector_rest.py
+    fake: Any,  # the fake classic Engage API (tests/plugins/fake_engage.py)
     kafka_broker: Any,
     tmp_path: Path,
 ) -> None:
