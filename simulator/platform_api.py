@@ -52,6 +52,9 @@ from typing import Any, Final
 import orjson
 from aiohttp import web
 
+from engage_streams.record import ContentEvent
+from simulator.deliveries import platform_envelope
+
 JWT_GRANT: Final = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 DEFAULT_PREFIX: Final = "/cx/social-messaging/v1"
 MAX_PER_PAGE: Final = 1000
@@ -131,6 +134,15 @@ class FakePlatform:
 
     def add_contents(self, contents: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         return [self.add_content(content) for content in contents]
+
+    def add_event(self, event: ContentEvent) -> dict[str, Any]:
+        """Hold the content of a simulated event, exactly as its platform notification
+        (``deliveries.platform_envelope``) shows it: so what the simulator sends thin can be
+        fetched here in full."""
+        content: dict[str, Any] = orjson.loads(platform_envelope(event))["body"]
+        content["channelId"], content["channelType"] = content["sourceId"], content["sourceType"]
+        content["createdFrom"] = "Interface" if event.direction == "outbound" else "Synchronizer"
+        return self.add_content(content)
 
     def add_identity(self, identity: Mapping[str, Any]) -> dict[str, Any]:
         """Hold an identity (``userIds`` non-empty = an agent's identity)."""

@@ -10,9 +10,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
+from simulator.deliveries import platform_envelope
 from simulator.platform_api import JWT_GRANT, FakePlatform, ManualClock, serving
+from simulator.scenario import ScenarioConfig, generate
 
 PREFIX = "/cx/social-messaging/v1"
 
@@ -153,3 +156,15 @@ async def test_subscriptions_expire_unless_renewed(fake: Any) -> None:
     assert (await http.get("/restapi/v1.0/subscription", headers=headers)).json()["records"] == []
     renew = await http.post(f"/restapi/v1.0/subscription/{sid}/renew", headers=headers)
     assert renew.status_code == 404
+
+
+async def test_simulated_events_are_served_as_their_notifications_show_them(fake: Any) -> None:
+    platform, http = fake
+    events = generate(ScenarioConfig(threads=3, seed=7))
+    event = next(e for e in events if e.direction == "outbound" and not e.automatic)
+    platform.add_event(event)
+    headers = bearer(await token(platform, http))
+    served = (await http.get(f"{PREFIX}/contents/{event.content_id}", headers=headers)).json()
+    notified = orjson.loads(platform_envelope(event))["body"]
+    assert {k: served[k] for k in notified} == notified
+    assert served["channelId"] == event.source_id and served["createdFrom"] == "Interface"
