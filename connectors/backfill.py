@@ -46,7 +46,7 @@ from connectors.progress import ProgressBar
 from connectors.publisher import KafkaPublisher, Message, Publisher, PublishError
 from engage_streams.record import ContentEvent, encode_event
 from engage_streams.rest.classic import EngageApiError, EngageRestClient
-from engage_streams.rest.platform import PlatformApiError, PlatformClient
+from engage_streams.rest.platform import PageMark, PlatformApiError, PlatformClient
 from engage_streams.settings import Settings
 from engage_streams.topics import TopicError, ensure_topics
 
@@ -72,7 +72,10 @@ class ContentSource:
 
     api: Api
     key: str  # which backfill this is (API, address, filters): names its checkpoint
-    read: Callable[[datetime | None], AsyncIterator[dict[str, Any]]]  # from `since` on
+    # (since, resume page token, on_page) -> contents oldest first, from `since` on
+    read: Callable[
+        [datetime | None, str | None, Callable[[PageMark], None]], AsyncIterator[dict[str, Any]]
+    ]
     created_field: str
     make_record: RecordMaker
 
@@ -83,7 +86,9 @@ class ContentSource:
 def classic_source(api: EngageRestClient, *, base_url: str, q: str | None = None) -> ContentSource:
     """The classic API's contents (it cannot start at a time: ``since`` is applied here)."""
 
-    def read(since: datetime | None) -> AsyncIterator[dict[str, Any]]:
+    def read(
+        since: datetime | None, page_token: str | None, on_page: Callable[[PageMark], None]
+    ) -> AsyncIterator[dict[str, Any]]:
         return api.contents(q, oldest_first=True)
 
     key = f"classic {base_url.rstrip('/')} q={q or ''}"
@@ -96,10 +101,24 @@ def platform_source(
     """The platform API's contents matching ``filters`` (``source``, ``thread``, ...)."""
     chosen: dict[str, Any] = dict(filters or {})  # query parameters, never since/until
 
-    def read(since: datetime | None) -> AsyncIterator[dict[str, Any]]:
-        return platform.list_contents(
-            since=since, order_by="+creationTime", per_page=1000, **chosen
-        )
+    async def read(
+        since: datetime | None, page_token: str | None, on_page: Callable[[PageMark], None]
+    ) -> AsyncIterator[dict[str, Any]]:
+        listing = {"since": since, "order_by": "+creationTime", "per_page": 1000, **chosen}
+        started = False
+        try:
+            async for content in platform.list_contents(
+                page_token=page_token, on_page=on_page, **listing
+            ):
+                started = True
+                yield content
+        except PlatformApiError as error:
+            if page_token is None or started or error.status not in (400, 404, 422):
+                raise
+            # An old page token the platform no longer takes: page from the start instead.
+            log.warning("event=backfill_page_token_refused status=%s", error.status)
+            async for content in platform.list_contents(on_page=on_page, **listing):
+                yield content
 
     shown = ",".join(f"{k}={v}" for k, v in sorted(chosen.items()))
     key = f"platform {server_url.rstrip('/')} {shown}".rstrip()
@@ -126,6 +145,13 @@ async def backfill_contents(
     page: list[Message] = []
     done: list[tuple[datetime, str]] = []
     counts = BackfillReport()
+    # The listing page of the latest content, and how many of its contents are still to come.
+    mark: PageMark | None = None
+    left_in_page = 0
+
+    def on_page(new_mark: PageMark) -> None:
+        nonlocal mark, left_in_page
+        mark, left_in_page = new_mark, new_mark.records
 
     async def flush() -> None:
         await publisher.publish(page, within_seconds=settings.publish_timeout_seconds * 4)
@@ -134,6 +160,9 @@ async def backfill_contents(
                 checkpoint.advance(created, content_id)
             checkpoint.published += counts.published
             checkpoint.dead_lettered += counts.dead_lettered
+            if mark is not None:  # resume on the page of the first content not yet done
+                finished = left_in_page == 0 and mark.next_token is not None
+                checkpoint.page_token = mark.next_token if finished else mark.token
             checkpoint.save()
         report.published += counts.published
         report.dead_lettered += counts.dead_lettered
@@ -148,7 +177,9 @@ async def backfill_contents(
         counts.published = counts.dead_lettered = 0
 
     taken = 0
-    async for content in source.read(start):
+    resume_token = checkpoint.page_token if checkpoint is not None else None
+    async for content in source.read(start, resume_token, on_page):
+        left_in_page -= 1
         created = source.created(content)
         content_id = str(content.get("id"))
         if created is not None:

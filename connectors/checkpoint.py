@@ -2,8 +2,12 @@
 
 Contents are read oldest first, so one point in time says what is done: every content created
 before ``watermark``, and the ones created exactly at it whose ids are listed (ties across a
-page boundary). A second run starts at the watermark and publishes nothing already done; an
-interrupted run (a failure, Ctrl-C) resumes from the last acknowledged page. A crash between
+page boundary). For the platform API, which cannot filter by time, ``page_token`` also names
+the page holding the first content not done, so a resumed run does not page through the
+history again (a token the platform no longer accepts means paging from the start).
+
+A second run starts at the watermark and publishes nothing already done; an interrupted run
+(a failure, Ctrl-C) resumes from the last acknowledged page. A crash between
 Kafka's acknowledgement and the write repeats at most that page, with the same event ids
 (``backfill:<content id>``), which the stream workers deduplicate.
 
@@ -42,6 +46,7 @@ class BackfillCheckpoint:
     ids_at_watermark: set[str] = field(default_factory=set)
     published: int = 0
     dead_lettered: int = 0
+    page_token: str | None = None  # platform: the page holding the first content not done
 
     @classmethod
     def load(cls, path: Path, key: str, *, restart: bool = False) -> BackfillCheckpoint:
@@ -60,6 +65,7 @@ class BackfillCheckpoint:
                 {str(i) for i in saved.get("ids_at_watermark", [])},
                 int(saved.get("published", 0)),
                 int(saved.get("dead_lettered", 0)),
+                saved.get("page_token") if isinstance(saved.get("page_token"), str) else None,
             )
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise CheckpointError(
@@ -98,6 +104,7 @@ class BackfillCheckpoint:
             "ids_at_watermark": sorted(self.ids_at_watermark),
             "published": self.published,
             "dead_lettered": self.dead_lettered,
+            "page_token": self.page_token,
             "saved_at": datetime.now(UTC).isoformat(),
         }
         fd, temporary = tempfile.mkstemp(prefix=".checkpoint-", dir=self.path.parent)

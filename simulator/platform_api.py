@@ -20,7 +20,7 @@ against something that behaves like the real service, in tests and in the demo:
   429 with ``Retry-After`` until the window ends.
 * ``fail(status, times=..., seconds=..., retry_after=...)``: answer 503 or 429 (with
   ``Retry-After`` and RingCentral's ``X-Rate-Limit-*`` headers) for the next N requests or for a
-  while, to test retries. ``requests`` logs every ``(method, path)`` answered.
+  while, to test retries. ``requests`` logs every ``(method, path?query)`` answered.
 
 It keeps everything in memory and is not safe across processes. ``clock`` (epoch seconds,
 default ``time.time``) drives token and subscription expiry and creation times, so tests can
@@ -204,7 +204,7 @@ class FakePlatform:
         request: web.Request,
         handler: Callable[[web.Request], Any],
     ) -> web.StreamResponse:
-        self.requests.append((request.method, request.path))
+        self.requests.append((request.method, request.path_qs))
         failure = self._current_failure(request.path)
         if failure is not None:
             headers = {}
@@ -282,23 +282,23 @@ class FakePlatform:
     # -- OAuth -------------------------------------------------------------------------------
     async def _token(self, request: web.Request) -> web.Response:
         if not self._basic_ok(request.headers.get("Authorization", "")):
-            return web.json_response(
+            return _json(
                 {"error": "invalid_client", "errors": [{"errorCode": "OAU-123"}]}, status=401
             )
         form = await request.post()
         if form.get("grant_type") != JWT_GRANT:
-            return web.json_response(
+            return _json(
                 {"error": "unsupported_grant_type", "errors": [{"errorCode": "OAU-250"}]},
                 status=400,
             )
         if not secrets.compare_digest(str(form.get("assertion", "")), self.jwt):
-            return web.json_response(
+            return _json(
                 {"error": "invalid_grant", "errors": [{"errorCode": "OAU-140"}]}, status=400
             )
         token = secrets.token_urlsafe(24)
         self._tokens[token] = _Token(self.clock() + self.token_lifetime, self.owner_id)
         self.tokens_issued += 1
-        return web.json_response(
+        return _json(
             {
                 "access_token": token,
                 "token_type": "bearer",
@@ -327,14 +327,16 @@ class FakePlatform:
     # -- contents and identities -------------------------------------------------------------
     async def _list_contents(self, request: web.Request) -> web.Response:
         query = request.query
-        matches = [c for c in self.contents.values() if _content_matches(c, query)]
+        matches = list(self.contents.values())
+        if any(name in query for name in _CONTENT_FILTERS):
+            matches = [c for c in matches if _content_matches(c, query)]
         return self._page(matches, query)
 
     async def _get_content(self, request: web.Request) -> web.Response:
         content = self.contents.get(request.match_info["content_id"])
         if content is None:
             return _error(404, "EDI-029", "Resource not found")
-        return web.json_response(content)
+        return _json(content)
 
     async def _create_content(self, request: web.Request) -> web.Response:
         try:
@@ -385,7 +387,7 @@ class FakePlatform:
         for key in ("title", "to", "cc", "bcc", "contextData"):
             if key in payload:
                 content[key] = payload[key]
-        return web.json_response(self.add_content(content), status=201)
+        return _json(self.add_content(content), status=201)
 
     def _agent_identity(self, owner: str, channel_id: Any) -> str | None:
         for identity in self.identities.values():
@@ -411,7 +413,7 @@ class FakePlatform:
         identity = self.identities.get(request.match_info["identity_id"])
         if identity is None:
             return _error(404, "EDI-029", "Resource not found")
-        return web.json_response(identity)
+        return _json(identity)
 
     def _page(self, records: list[dict[str, Any]], query: Mapping[str, str]) -> web.Response:
         order = query.get("orderBy", "-creationTime")
@@ -432,7 +434,7 @@ class FakePlatform:
             paging["pageToken"] = query["pageToken"]
         if offset + per_page < len(records):
             paging["nextPageToken"] = _token_for(offset + per_page)
-        return web.json_response({"records": page, "paging": paging})
+        return _json({"records": page, "paging": paging})
 
     # -- subscriptions -----------------------------------------------------------------------
     async def _create_subscription(self, request: web.Request) -> web.Response:
@@ -470,12 +472,12 @@ class FakePlatform:
         }
         if isinstance(mode.get("verificationToken"), str):
             self.verification_tokens[sid] = mode["verificationToken"]
-        return web.json_response(self._subscription_view(sid))
+        return _json(self._subscription_view(sid))
 
     async def _list_subscriptions(self, request: web.Request) -> web.Response:
         self._expire_subscriptions()
         records = [self._subscription_view(sid) for sid in self.subscriptions]
-        return web.json_response(
+        return _json(
             {"uri": f"{request.url.origin()}/restapi/v1.0/subscription", "records": records}
         )
 
@@ -484,7 +486,7 @@ class FakePlatform:
         sid = request.match_info["sid"]
         if sid not in self.subscriptions:
             return _error(404, "CMN-102", "Resource for parameter [subscriptionId] is not found")
-        return web.json_response(self._subscription_view(sid))
+        return _json(self._subscription_view(sid))
 
     async def _renew_subscription(self, request: web.Request) -> web.Response:
         self._expire_subscriptions()
@@ -493,7 +495,7 @@ class FakePlatform:
         if subscription is None:
             return _error(404, "CMN-102", "Resource for parameter [subscriptionId] is not found")
         subscription["_expires_at"] = self.clock() + subscription["_lifetime"]
-        return web.json_response(self._subscription_view(sid))
+        return _json(self._subscription_view(sid))
 
     async def _delete_subscription(self, request: web.Request) -> web.Response:
         self._expire_subscriptions()
@@ -520,6 +522,9 @@ class FakePlatform:
     def _new_id(self) -> str:
         # 24 hex digits like the platform's ids, unique within this fake.
         return f"{int(self.clock()):08x}{next(self._ids):016x}"
+
+
+_CONTENT_FILTERS: Final = ("source", "thread", "intervention", "identity", "status")
 
 
 def _content_matches(content: Mapping[str, Any], query: Mapping[str, str]) -> bool:
@@ -563,10 +568,21 @@ def _iso(epoch: float) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _json(
+    payload: Any, *, status: int = 200, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(payload),
+        status=status,
+        headers=dict(headers or {}),
+        content_type="application/json",
+    )
+
+
 def _error(
     status: int, code: str, message: str, headers: Mapping[str, str] | None = None
 ) -> web.Response:
-    return web.json_response(
+    return _json(
         {"errors": [{"errorCode": code, "message": message}]},
         status=status,
         headers=dict(headers or {}),

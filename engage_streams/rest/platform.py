@@ -40,6 +40,7 @@ import logging
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
@@ -90,6 +91,16 @@ class PlatformApiError(RuntimeError):
 
 class PlatformNotFound(PlatformApiError):
     """The platform answered 404: the content (or subscription) does not exist (any more)."""
+
+
+@dataclass(frozen=True)
+class PageMark:
+    """Where a page of a listing is: its own token (``None`` for the first page), the next
+    page's (``None`` after the last) and how many records it holds."""
+
+    token: str | None
+    next_token: str | None
+    records: int
 
 
 class PlatformClient:
@@ -194,6 +205,8 @@ class PlatformClient:
         until: datetime | None = None,
         order_by: str = "creationTime",
         per_page: int = 100,
+        page_token: str | None = None,
+        on_page: Callable[[PageMark], None] | None = None,
         **filters: str,
     ) -> AsyncIterator[dict[str, Any]]:
         """Contents with ``since <= creationTime < until`` matching ``filters``, every page.
@@ -201,11 +214,14 @@ class PlatformClient:
         ``order_by`` is the platform's: ``+creationTime``/``creationTime`` oldest first,
         ``-creationTime`` newest first. Filters are the platform's query parameters
         (``source``, ``thread``, ``intervention``, ``identity``, ``status``, ``text``).
+        ``page_token`` starts at that page (of the same query); ``on_page(PageMark)`` is told
+        each page before its contents are yielded, so a caller can resume there.
         """
         ascending = not order_by.startswith("-")
         params: dict[str, str] = {"orderBy": order_by, **filters}
         path = f"{self._prefix}/contents"
-        async for content in self._paged("list_contents", path, params, per_page):
+        pages = self._paged("list_contents", path, params, per_page, page_token, on_page)
+        async for content in pages:
             created = _creation_time(content)
             if created is not None:
                 if since is not None and created < since:
@@ -289,20 +305,31 @@ class PlatformClient:
 
     # -- transport -------------------------------------------------------------------------
     async def _paged(
-        self, call: str, path: str, params: Mapping[str, str], per_page: int
+        self,
+        call: str,
+        path: str,
+        params: Mapping[str, str],
+        per_page: int,
+        page_token: str | None = None,
+        on_page: Callable[[PageMark], None] | None = None,
     ) -> AsyncIterator[dict[str, Any]]:
         query: dict[str, str] = {**params, "perPage": str(max(1, min(per_page, MAX_PER_PAGE)))}
+        if page_token:
+            query["pageToken"] = page_token
         seen_tokens: set[str] = set()
         while True:
             page = _object(await self._call(call, "GET", path, params=query), call)
             records = page.get("records")
             if not isinstance(records, list):
                 raise PlatformApiError(call, "field 'records' of the answer is not a list")
-            for record in records:
-                if isinstance(record, dict):
-                    yield record
             paging = page.get("paging")
             token = paging.get("nextPageToken") if isinstance(paging, dict) else None
+            records = [record for record in records if isinstance(record, dict)]
+            if on_page is not None:
+                next_token = token if isinstance(token, str) and token else None
+                on_page(PageMark(query.get("pageToken"), next_token, len(records)))
+            for record in records:
+                yield record
             if not isinstance(token, str) or not token or not records:
                 return
             if token in seen_tokens:

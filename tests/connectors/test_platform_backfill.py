@@ -122,9 +122,11 @@ def test_two_runs_publish_each_content_once(
     assert (dead["reason"], dead["endpoint"]) == ("missing_thread_id", "backfill")
     assert "words of a customer" not in str(dead)
 
+    listed = platform.calls("GET", CONTENTS)
     code, out, _ = run(capsys)
     assert code == 0 and "0 records published, 0 to the DLQ" in out
     assert len(events()) == 1203
+    assert platform.calls("GET", CONTENTS) - listed == 1  # the last page only, no re-reading
 
     platform.add_contents(conversation(4, offset=1203))  # new since the last run
     code, out, _ = run(capsys)
@@ -177,11 +179,36 @@ def test_an_interrupted_run_resumes_after_the_last_acknowledged_page(
     assert saved["watermark"] == (START + timedelta(minutes=333)).isoformat()
     assert saved["ids_at_watermark"] == ["content-00999"]
 
+    assert saved["page_token"] is not None  # page 1 was all done: resume on page 2
+
+    listed = len(platform.requests)
     code, out, err = run(capsys, "--checkpoint", str(checkpoint))
     assert code == 0, err
     assert "1500 records published" in out
     ids = [e.content_id for e in events()]
     assert ids == [f"content-{n:05d}" for n in range(2500)]  # each once, oldest first
+    pages = [path for _, path in platform.requests[listed:] if path.startswith(CONTENTS)]
+    assert len(pages) == 2 and "pageToken=" in pages[0]  # pages 2 and 3, not page 1 again
+
+
+@pytest.mark.kafka
+def test_a_page_token_the_platform_refuses_means_paging_from_the_start(
+    platform: FakePlatform, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    platform.add_contents(conversation(1500))
+    checkpoint = tmp_path / "stale.json"
+    platform.fail(500, times=1, path=CONTENTS, after=1)
+    assert run(capsys, "--checkpoint", str(checkpoint))[0] == 1
+    saved = orjson.loads(checkpoint.read_bytes())
+    checkpoint.write_bytes(orjson.dumps({**saved, "page_token": "expired!"}))
+
+    listed = len(platform.requests)
+    code, out, err = run(capsys, "--checkpoint", str(checkpoint))
+    assert code == 0, err
+    assert "500 records published, 0 to the DLQ" in out
+    assert [e.content_id for e in events()] == [f"content-{n:05d}" for n in range(1500)]
+    pages = [path for _, path in platform.requests[listed:] if path.startswith(CONTENTS)]
+    assert "pageToken=expired" in pages[0] and "pageToken" not in pages[1]  # from page 1
 
 
 @pytest.mark.kafka
