@@ -37,6 +37,7 @@ from streams.worker.cluster import ClusterReplica
 from streams.worker.contents import ContentsPipeline
 from streams.worker.enrichment import fetch_reference, merge_reference
 from streams.worker.faust_batch import BatchApp
+from streams.worker.health import WorkerHealth
 from streams.worker.web import WorkerWeb
 
 log = logging.getLogger(__name__)
@@ -143,6 +144,7 @@ def build_app(settings: Settings) -> BatchApp:
         summary_topic=summary_topic,
         standings=standings,
     )
+    health = WorkerHealth()
     web = WorkerWeb(
         settings=settings,
         pipeline=pipeline,
@@ -150,6 +152,7 @@ def build_app(settings: Settings) -> BatchApp:
         directory=directory,
         source_names=source_names,
         contents_topic=settings.topic,
+        health=health,
     )
     app.web_server(web)
 
@@ -164,6 +167,9 @@ def build_app(settings: Settings) -> BatchApp:
     @app.on_rebalance_complete.connect  # type: ignore[arg-type]
     async def _on_rebalance_complete(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
         await pipeline.on_assigned(_owned_partitions(app.assignor.assigned_actives()))
+        health.rebalances += 1
+        if pipeline.producer is not None:
+            health.ready_again("starting")
 
     @app.timer(0.5)  # type: ignore[untyped-decorator]
     async def _tick() -> None:
@@ -175,6 +181,8 @@ def build_app(settings: Settings) -> BatchApp:
 
         async def on_start(self) -> None:
             await pipeline.start()  # declares the side topics the replica reads
+            if health.rebalances:
+                health.ready_again("starting")
             await replica.start()
             await _refresh_reference()
 

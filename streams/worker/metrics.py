@@ -24,6 +24,7 @@ from streams.core.responses.channels import merge_channels
 from streams.worker.cluster import ClusterReplica
 from streams.worker.contents import ContentsPipeline
 from streams.worker.exporter import PartitionCollector
+from streams.worker.health import HealthCollector, WorkerHealth
 
 
 class WorkerCollector(Collector):
@@ -105,8 +106,10 @@ def build_registry(
     source_names: Mapping[str, str],
     contents_topic: str,
     top_n: int,
+    health: WorkerHealth,
 ) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
+    registry.register(HealthCollector(health))
     registry.register(PartitionCollector(pipeline.snapshots, time.time, contents_topic))
     registry.register(
         WorkerCollector(

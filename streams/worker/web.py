@@ -24,6 +24,7 @@ from streams.core.views import api
 from streams.core.views.openapi import openapi_document
 from streams.worker.cluster import ClusterReplica
 from streams.worker.contents import ContentsPipeline
+from streams.worker.health import WorkerHealth
 from streams.worker.metrics import build_registry
 
 
@@ -43,6 +44,7 @@ class WorkerWeb(mode.Service):
         directory: Directory,
         source_names: Mapping[str, str],
         contents_topic: str,
+        health: WorkerHealth,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -51,6 +53,7 @@ class WorkerWeb(mode.Service):
         self.replica = replica
         self.directory = directory
         self.source_names = source_names
+        self.health = health
         self.registry: CollectorRegistry = build_registry(
             pipeline=pipeline,
             replica=replica,
@@ -58,6 +61,7 @@ class WorkerWeb(mode.Service):
             source_names=source_names,
             contents_topic=contents_topic,
             top_n=settings.leaderboard_top_n,
+            health=health,
         )
         self._runner: web.AppRunner | None = None
 
@@ -139,5 +143,5 @@ class WorkerWeb(mode.Service):
         return _json(200, {"status": "alive"})
 
     async def readyz(self, request: web.Request) -> web.Response:
-        ready = self.pipeline.producer is not None
-        return _json(200 if ready else 503, {"ready": ready, "owned": sorted(self.pipeline.owned)})
+        status, body = self.health.readyz(owned=sorted(self.pipeline.owned))
+        return _json(status, body)
