@@ -20,6 +20,12 @@ from engage_streams import __version__
 from engage_streams.settings import Settings, SettingsError
 
 _KAFKA = ["KAFKA_BOOTSTRAP_SERVERS", "ENGAGE_TOPIC", "ENGAGE_DLQ_TOPIC"]
+_PLATFORM = [
+    "RINGCENTRAL_SERVER_URL",
+    "RINGCENTRAL_CLIENT_ID",
+    "RINGCENTRAL_CLIENT_SECRET",
+    "RINGCENTRAL_JWT",
+]
 _TOPICS = ["ENGAGE_TOPIC_PARTITIONS", "ENGAGE_TOPIC_REPLICATION"]
 _CONNECTOR = [
     *_KAFKA,
@@ -64,7 +70,17 @@ COMMAND_SETTINGS: dict[str, list[str]] = {
         "ENGAGE_WEBHOOK_SECRET",
         "ENGAGE_AGENTS_CONFIG",
     ],
-    "backfill": [*_KAFKA, *_TOPICS, "ENGAGE_API_URL", "ENGAGE_API_TOKEN", "ENGAGE_FORWARD_BODY"],
+    "backfill": [
+        *_KAFKA,
+        *_TOPICS,
+        "ENGAGE_API_URL",
+        "ENGAGE_API_TOKEN",
+        *_PLATFORM,
+        "ENGAGE_FORWARD_BODY",
+        "ENGAGE_DATA_DIR",
+        "ENGAGE_BACKFILL_CHECKPOINT",
+    ],
+    "subscribe": [*_PLATFORM, "RINGCENTRAL_WEBHOOK_URL", "RINGCENTRAL_VERIFICATION_TOKEN"],
     "demo": sorted(set(_CONNECTOR) | set(_WORKER)),
 }
 """Which settings each subcommand uses; settings named nowhere are listed under every one."""
@@ -232,8 +248,18 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         "backfill": (
             "connectors.backfill:main",
-            "publish past contents from the Engage REST API",
-            "Reads past contents from the Engage REST API and publishes them like webhooks.",
+            "publish past contents from the Engage or RingCentral platform API",
+            "Reads past contents from the classic Engage REST API or the RingCentral platform "
+            "API (--api classic|platform, --since, --until) and publishes them like webhooks, "
+            "with a progress bar and a checkpoint: a second run publishes nothing the first "
+            "did, an interrupted run resumes.",
+        ),
+        "subscribe": (
+            "connectors.subscription:main",
+            "manage the RingCentral platform webhook subscription (create, list, renew, delete)",
+            "Creates, lists, renews or deletes the RingCentral platform webhook subscription "
+            "for Advanced Messaging contents (Imported, Exported, DiscussionInitiated) that "
+            "delivers to the connector's /webhooks/ringcentral.",
         ),
     }
     for name, (target, summary, description) in delegated.items():
@@ -266,7 +292,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        if not hasattr(args, "extra"):
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        # argparse's REMAINDER stops at a leading option (`backfill --api platform`): hand
+        # everything after the subcommand to it, as written.
+        args.extra = argv[argv.index(args.command) + 1 :]
     try:
         settings = Settings.from_env()
         handler: Callable[[Settings, argparse.Namespace], int] = args.handler

@@ -210,6 +210,39 @@ class Settings:
             "help": "Engage REST API bearer token",
         },
     )
+    ringcentral_server_url: str = field(
+        default="https://platform.ringcentral.com",
+        metadata={
+            "env": "RINGCENTRAL_SERVER_URL",
+            "help": "RingCentral platform API (Advanced / Social Messaging)",
+        },
+    )
+    ringcentral_client_id: str | None = field(
+        default=None,
+        metadata={"env": "RINGCENTRAL_CLIENT_ID", "help": "the platform app's client id"},
+    )
+    ringcentral_client_secret: str | None = field(
+        default=None,
+        metadata={"env": "RINGCENTRAL_CLIENT_SECRET", "help": "the platform app's client secret"},
+    )
+    ringcentral_jwt: str | None = field(
+        default=None,
+        metadata={"env": "RINGCENTRAL_JWT", "help": "JWT credential of the JWT grant"},
+    )
+    ringcentral_webhook_url: str | None = field(
+        default=None,
+        metadata={
+            "env": "RINGCENTRAL_WEBHOOK_URL",
+            "help": "public URL of the connector's /webhooks/ringcentral (subscription address)",
+        },
+    )
+    backfill_checkpoint: str | None = field(
+        default=None,
+        metadata={
+            "env": "ENGAGE_BACKFILL_CHECKPOINT",
+            "help": "backfill checkpoint file (default under <ENGAGE_DATA_DIR>/backfill/)",
+        },
+    )
 
     @property
     def kafka_port(self) -> int:
@@ -251,9 +284,21 @@ class Settings:
         out: dict[str, str] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            secret = "secret" in f.name or "token" in f.name
-            out[f.metadata["env"]] = "***" if (secret and value) else str(value)
+            out[f.metadata["env"]] = "***" if (is_secret(f.name) and value) else str(value)
         return out
+
+    def __repr__(self) -> str:
+        # Settings end up in tracebacks and debug logs: never show a secret there.
+        shown = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            shown.append(f"{f.name}={'***' if is_secret(f.name) and value else repr(value)}")
+        return f"Settings({', '.join(shown)})"
+
+
+def is_secret(field_name: str) -> bool:
+    """True for settings holding a credential (secrets, tokens, the JWT): masked everywhere."""
+    return any(word in field_name for word in ("secret", "token", "jwt"))
 
 
 def _parse(name: str, raw: str, default: object) -> object:

@@ -2,5 +2,6 @@
 
 ``scenario`` (deterministic canonical events), ``deliveries`` (events rendered as the webhook
 deliveries Engage would send), ``simulate`` (``engage-streams simulate``: plays a scenario
-against a connector). It imports the shared contract only, never ``connectors``/``streams``.
+against a connector), ``platform_api`` (a fake RingCentral platform API: OAuth, contents,
+identities, subscriptions). It imports the shared contract only, never ``connectors``/``streams``.
 """

@@ -21,7 +21,7 @@ from devkit.ports import free_port
 from engage_streams import cli
 from engage_streams.settings import Settings
 
-COMMANDS = ["kafka", "connector", "worker", "simulate", "backfill", "demo"]
+COMMANDS = ["kafka", "connector", "worker", "simulate", "backfill", "subscribe", "demo"]
 
 
 def _help(command: str, capsys: pytest.CaptureFixture[str]) -> str:
