@@ -31,6 +31,12 @@ DEMO_SECRET = "demo-secret"  # noqa: S105 - the demo's published, throwaway secr
 DATA = Path(__file__).resolve().parent / "data"
 SAMPLE = DATA / "samples" / "classic-customer-message.json"
 ALERT_RULES = DATA / "prometheus" / "alerts.yml"
+DEMO_DEFAULTS = {
+    "ENGAGE_AGENTS_CONFIG": str(DATA / "demo-directory.json"),
+    "ENGAGE_REORDER_WINDOW_SECONDS": "2",
+    "RINGCENTRAL_VERIFICATION_TOKEN": "demo-rc-token",
+}
+"""Settings the demo gives its parts unless the environment sets them."""
 """Package data (``prometheus/alerts.yml`` of the repository), so an installed wheel runs it."""
 
 
@@ -109,6 +115,9 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
         webhook_secret=settings.webhook_secret or DEMO_SECRET,
     )
     env = {
+        # What makes the demo lively, unless the user set it: named agents, teams and channels
+        # (the simulator's ids), a short reorder window, platform notifications too.
+        **DEMO_DEFAULTS,
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
         "ENGAGE_WEBHOOK_SECRET": settings.webhook_secret or DEMO_SECRET,
@@ -171,7 +180,7 @@ def _start_parts(demo: _Demo, args: argparse.Namespace) -> None:
     if args.no_simulator:
         print("  simulator: off (--no-simulator)")
     else:
-        demo.spawn("simulator", [*cli, "simulate"], "")
+        demo.spawn("simulator", [*cli, "simulate", "--", "--threads", "120"], "")
     prometheus = shutil.which("prometheus")
     if prometheus:
         _require_free(args.prometheus_port, "--prometheus-port")

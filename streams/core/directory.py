@@ -1,11 +1,13 @@
-"""Who the agents are: agent id -> display name and team, from a JSON config file.
+"""Who the agents are and what the channels are called, from a JSON config file.
 
 The file (``ENGAGE_AGENTS_CONFIG``, example in ``config/agents.example.json``) reads::
 
-    {"agents": {"<agent_id>": {"name": "Ada Lovelace", "team": "Billing"}}}
+    {"agents": {"<agent_id>": {"name": "Ada Lovelace", "team": "Billing"}},
+     "sources": {"<source_id>": {"name": "WhatsApp Sales"}}}
 
-Both ``name`` and ``team`` are optional. Agents missing from the file are shown by their id
-and belong to no team. Loaded once at start; ``DirectoryError`` names the key to fix.
+Every key is optional. Agents missing from the file are shown by their id and belong to no
+team; channels missing from it are shown by their id (or the name the Engage API gives).
+Loaded once at start; ``DirectoryError`` names the key to fix.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ class Directory:
     """Agent profiles by agent id (read-only)."""
 
     profiles: Mapping[str, AgentProfile] = field(default_factory=lambda: MappingProxyType({}))
+    #: Channel display names by source id.
+    sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     def name(self, agent_id: str) -> str:
         """The display name, or the agent id when the directory has none."""
@@ -56,9 +60,9 @@ def directory_from_mapping(document: object, *, origin: str = "agents config") -
     """Validate a parsed agents document."""
     if not isinstance(document, dict):
         raise DirectoryError(f"{origin}: the top level must be an object with key 'agents'")
-    unknown = sorted(set(document) - {"agents"})
+    unknown = sorted(set(document) - {"agents", "sources"})
     if unknown:
-        raise DirectoryError(f"{origin}: unknown key {unknown[0]} (expected 'agents')")
+        raise DirectoryError(f"{origin}: unknown key {unknown[0]} (expected agents, sources)")
     agents = document.get("agents", {})
     if not isinstance(agents, dict):
         raise DirectoryError(f"{origin}: agents must be an object keyed by agent id")
@@ -78,7 +82,21 @@ def directory_from_mapping(document: object, *, origin: str = "agents config") -
                     f"{origin}: agents.{agent_id}.{key} must be a string (got {value!r})"
                 )
         profiles[agent_id] = AgentProfile(name=entry.get("name"), team=entry.get("team"))
-    return Directory(MappingProxyType(profiles))
+    return Directory(MappingProxyType(profiles), MappingProxyType(_sources(document, origin)))
+
+
+def _sources(document: Mapping[str, object], origin: str) -> dict[str, str]:
+    sources = document.get("sources", {})
+    if not isinstance(sources, dict):
+        raise DirectoryError(f"{origin}: sources must be an object keyed by source id")
+    names: dict[str, str] = {}
+    for source_id, entry in sources.items():
+        if not isinstance(entry, dict) or set(entry) != {"name"}:
+            raise DirectoryError(f'{origin}: sources.{source_id} must be {{"name": "..."}}')
+        if not isinstance(entry["name"], str):
+            raise DirectoryError(f"{origin}: sources.{source_id}.name must be a string")
+        names[source_id] = entry["name"]
+    return names
 
 
 def load_directory(path: str | Path | None) -> Directory:

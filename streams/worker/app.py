@@ -134,10 +134,11 @@ def build_app(settings: Settings) -> BatchApp:
     scoring_rules = load_scoring_rules(settings.scoring_config)
     # Agent profiles: the agents config file, completed from the Engage API when configured
     # (``_refresh_reference``). The directory is a read-only view over this dict.
-    agent_profiles: dict[str, AgentProfile] = dict(load_directory(settings.agents_config).profiles)
+    configured = load_directory(settings.agents_config)
+    agent_profiles: dict[str, AgentProfile] = dict(configured.profiles)
     configured_agents = frozenset(agent_profiles)
     directory = Directory(MappingProxyType(agent_profiles))
-    source_names: dict[str, str] = {}
+    source_names: dict[str, str] = dict(configured.sources)
     standings = Standings(scoring_rules, settings.timezone, directory)
     replica = ClusterReplica(
         bootstrap_servers=settings.kafka_bootstrap_servers,
@@ -234,6 +235,7 @@ def build_app(settings: Settings) -> BatchApp:
             log.warning("could not read names from the Engage API: %s", exc)
             return
         merge_reference(agent_profiles, source_names, reference, configured_agents)
+        source_names.update(configured.sources)  # the config file wins for channels too
         log.info(
             "names read from the Engage API: agents=%d sources=%d",
             len(reference.agents),

@@ -209,6 +209,7 @@ def test_demo_starts_the_stack_prints_a_working_curl_and_stops_everything(
             sent = subprocess.run(curl, shell=True, capture_output=True, text=True, timeout=30)
             assert sent.returncode == 0, sent.stderr
             assert "X-Dimelo-Secret:demo-secret" in curl
+        _assert_demo_is_lively(f"http://127.0.0.1:{env['WORKER_WEB_PORT']}")
     finally:
         demo.send_signal(signal.SIGTERM)
         code = demo.wait(timeout=90)
@@ -217,3 +218,31 @@ def test_demo_starts_the_stack_prints_a_working_curl_and_stops_everything(
     assert not any(_alive(pid) for pid in pids)
     status = LocalKafka(KafkaConfig(data_dir=data_dir, port=kafka_port)).status()
     assert not status.running
+
+
+def _assert_demo_is_lively(worker: str) -> None:
+    """Within a minute or so: named agents with teams, named channels, numbers that move."""
+    import httpx
+
+    from tests.plugins.waiting import wait_for
+
+    def leaders() -> list[dict[str, object]]:
+        entries = httpx.get(f"{worker}/api/v1/leaderboard?window=all&limit=50", timeout=5)
+        return list(entries.json()["entries"])
+
+    named = wait_for(
+        lambda: [e for e in leaders() if e["name"] != e["agent_id"]],
+        120,
+        "named agents on the leaderboard",
+        tolerate=(httpx.HTTPError,),
+    )
+    assert all(str(e["agent_id"]).startswith("agent-") for e in named)
+    replies = sum(int(e["replies"]) for e in leaders())  # type: ignore[call-overload]
+    wait_for(
+        lambda: sum(int(e["replies"]) for e in leaders()) > replies,  # type: ignore[call-overload]
+        60,
+        "the leaderboard to move",
+        tolerate=(httpx.HTTPError,),
+    )
+    channels = httpx.get(f"{worker}/api/v1/channels", timeout=5).json()["channels"]
+    assert any(c.get("source_name") and c["source_name"] != c["source_id"] for c in channels)

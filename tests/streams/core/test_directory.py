@@ -28,6 +28,9 @@ def test_agents_example_config_loads() -> None:
         ('{"agents": {"a1": "Ada"}}', "agents.a1 must be an object"),
         ('{"agents": []}', "agents must be an object"),
         ('{"people": {}}', "unknown key people"),
+        ('{"sources": {"s1": "WhatsApp"}}', 'sources.s1 must be {"name": "..."}'),
+        ('{"sources": {"s1": {"name": 1}}}', "sources.s1.name must be a string"),
+        ('{"sources": []}', "sources must be an object"),
         ("{not json", "not valid JSON"),
     ],
 )
@@ -37,3 +40,11 @@ def test_bad_agents_config_names_the_key(tmp_path: Path, text: str, message: str
     with pytest.raises(DirectoryError) as caught:
         load_directory(path)
     assert message in str(caught.value) and str(path) in str(caught.value)
+
+
+def test_channel_names_come_from_the_sources_key(tmp_path: Path) -> None:
+    path = tmp_path / "agents.json"
+    path.write_text('{"sources": {"src-wa": {"name": "WhatsApp Sales"}}}')
+    directory = load_directory(path)
+    assert dict(directory.sources) == {"src-wa": "WhatsApp Sales"}
+    assert dict(load_directory(None).sources) == {}
