@@ -86,6 +86,8 @@ async def simulate(settings: Settings, options: SimulationOptions) -> Simulation
     stop_at = None if options.duration_seconds is None else started + options.duration_seconds
     round_seconds = options.span_seconds / options.speed
     rng = random.Random(options.seed)
+    route = random.Random(options.seed + 1)
+    share = options.platform_share
     queue: list[tuple[float, int, ContentEvent]] = []  # (monotonic send time, seq, event)
     order = itertools.count()
     limit = asyncio.Semaphore(options.concurrency)
@@ -111,11 +113,14 @@ async def simulate(settings: Settings, options: SimulationOptions) -> Simulation
                 while queue and queue[0][0] <= time.monotonic() and len(batch) < 20:
                     batch.append(heapq.heappop(queue)[2])
                 batch = [_with_words(e, rng) for e in batch]
-                if use_platform and rng.random() < options.platform_share:
-                    bodies = [("ringcentral", platform_envelope(e), [e]) for e in batch]
-                else:
-                    body = classic_envelope(batch, delivery_id=f"{rng.getrandbits(64):016x}")
-                    bodies = [("engage", body, batch)]
+                # Which API carries an event is drawn per event (its own generator), so the
+                # split does not depend on how many events the clock put in one delivery.
+                platform = [e for e in batch if use_platform and route.random() < share]
+                classic = [e for e in batch if e not in platform]
+                bodies = [("ringcentral", platform_envelope(e), [e]) for e in platform]
+                if classic:
+                    body = classic_envelope(classic, delivery_id=f"{rng.getrandbits(64):016x}")
+                    bodies.append(("engage", body, classic))
                 for endpoint, raw, events in bodies:
                     await limit.acquire()
                     task = asyncio.create_task(
