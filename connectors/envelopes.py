@@ -269,10 +269,18 @@ def backfill_record(
     return msgspec.structs.replace(record, origin="backfill")
 
 
-def dead_letter_value(item: DeadLetter, *, endpoint: Endpoint, received_at: datetime) -> bytes:
-    """The DLQ record value: ``{reason, endpoint, received_at, event}`` as JSON."""
+def dead_letter_value(
+    item: DeadLetter,
+    *,
+    endpoint: Endpoint,
+    received_at: datetime,
+    detail: Mapping[str, object] | None = None,
+) -> bytes:
+    """The DLQ record value: ``{reason, endpoint, received_at, event}`` as JSON, plus
+    ``detail`` (e.g. the content id and attempts of an ``unresolved_content`` dead letter)."""
     return orjson.dumps(
         {
+            **(detail or {}),
             "reason": item.reason,
             "endpoint": endpoint,
             "received_at": utc_iso(received_at, timespec="auto"),
