@@ -41,6 +41,7 @@ from typing import Any, Final, Protocol
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 
@@ -305,15 +306,14 @@ class Resolver:
         """Export the group's lag over every partition (nothing consumes them here)."""
         consumer = self._consumer()
         await consumer.start()
+        partitions: list[TopicPartition] = []
         try:
             while not stop.is_set():
                 try:
-                    found = consumer.partitions_for_topic(self.settings.unresolved_topic) or set()
-                    if not found:
-                        await consumer.topics()  # refresh metadata
-                    partitions = [
-                        TopicPartition(self.settings.unresolved_topic, p) for p in sorted(found)
-                    ]
+                    if not partitions:
+                        partitions = await topic_partitions(
+                            self.settings.kafka_bootstrap_servers, self.settings.unresolved_topic
+                        )
                     self.metrics.resolver_pending.set(await _lag(consumer, partitions))
                 except KafkaError as error:
                     log.info("event=resolver_lag_unknown error=%s", type(error).__name__)
@@ -354,6 +354,19 @@ class _WaitForBatch(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
         log.info("event=resolver_assigned partitions=%d", len(assigned))
+
+
+async def topic_partitions(bootstrap_servers: str, topic: str) -> list[TopicPartition]:
+    """The partitions of ``topic`` (none when it does not exist)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        (described,) = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    if described.get("error_code") != 0:
+        return []
+    return sorted(TopicPartition(topic, p["partition"]) for p in described["partitions"])
 
 
 async def _lag(consumer: AIOKafkaConsumer, partitions: Sequence[TopicPartition]) -> int:
@@ -399,11 +412,7 @@ async def redrive_unresolved(settings: Settings, *, timeout_seconds: float = 30.
     await producer.start()
     queued = 0
     try:
-        partitions = consumer.partitions_for_topic(settings.dlq_topic)
-        if not partitions:
-            await consumer.topics()
-            partitions = consumer.partitions_for_topic(settings.dlq_topic) or set()
-        tps = [TopicPartition(settings.dlq_topic, p) for p in sorted(partitions)]
+        tps = await topic_partitions(settings.kafka_bootstrap_servers, settings.dlq_topic)
         if not tps:
             return 0
         consumer.assign(tps)
