@@ -325,7 +325,9 @@ async def test_without_a_platform_api_thin_notifications_stay_queued(
 ) -> None:
     connector = await start_connector(base_settings, None)
     await notify_all(connector, [thin(f"c{n}") for n in range(3)])
-    queued = await read_topic(base_settings.kafka_bootstrap_servers, base_settings.unresolved_topic, 3)
+    queued = await read_topic(
+        base_settings.kafka_bootstrap_servers, base_settings.unresolved_topic, 3
+    )
     assert sorted(r.key for r in queued) == [b"c0", b"c1", b"c2"]
 
     async def reported() -> bool:
