@@ -50,7 +50,7 @@ class AgentIds(dict[str, str]):
 
 async def load_agent_ids(settings: Settings, agent_ids: AgentIds) -> bool:
     """Read the classic ``GET /users`` once into ``agent_ids``; False when it failed."""
-    from connectors.rest import EngageApiError, EngageRestClient, extension_ids
+    from engage_streams.rest.classic import EngageApiError, EngageRestClient, extension_ids
 
     if not settings.engage_api_url or not settings.engage_api_token:
         return False
