@@ -408,10 +408,10 @@ async def redrive_unresolved(settings: Settings, *, timeout_seconds: float = 30.
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", enable_idempotence=True
     )
-    await consumer.start()
-    await producer.start()
     queued = 0
     try:
+        await consumer.start()
+        await producer.start()
         tps = await topic_partitions(settings.kafka_bootstrap_servers, settings.dlq_topic)
         if not tps:
             return 0
