@@ -212,7 +212,7 @@ def unresolved_value(item: UnresolvedNotification, *, received_at: datetime) -> 
         {
             "schema": 1,
             "content_id": item.content_id,
-            "received_at": utc_text(received_at),
+            "received_at": utc_iso(received_at, timespec="auto"),
             "notification": item.notification,
         }
     )
@@ -238,11 +238,6 @@ def read_unresolved(raw: bytes) -> QueuedNotification:
     if queued.received_at.tzinfo is None:
         queued = msgspec.structs.replace(queued, received_at=queued.received_at.replace(tzinfo=UTC))
     return queued
-
-
-def utc_text(moment: datetime) -> str:
-    """RFC 3339 UTC text of an aware datetime (``...Z``), as precise as the moment."""
-    return utc_iso(moment, timespec="auto")
 
 
 def backfill_record(

@@ -54,12 +54,12 @@ from connectors.envelopes import (
     dead_letter_value,
     read_unresolved,
     resolved_record,
-    utc_text,
 )
 from connectors.metrics import ConnectorMetrics
 from connectors.publisher import Message, Publisher, PublishError
 from engage_streams.record import encode_event
 from engage_streams.settings import Settings
+from engage_streams.timefmt import utc_iso
 
 log = logging.getLogger("connectors.resolver")
 
@@ -471,7 +471,9 @@ def _redrive_value(raw: bytes) -> tuple[bytes, bytes] | None:
         {
             "schema": 1,
             "content_id": content_id,
-            "received_at": received_at if isinstance(received_at, str) else utc_text(_now()),
+            "received_at": received_at
+            if isinstance(received_at, str)
+            else utc_iso(_now(), timespec="auto"),
             "notification": notification,
         }
     )

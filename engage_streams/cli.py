@@ -283,8 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument(
                 "--redrive-dlq",
                 action="store_true",
-                help="queue the unresolved_content dead letters again on "
-                "ENGAGE_UNRESOLVED_TOPIC for the resolvers, then exit",
+                help="queue the unresolved_content dead letters again for the resolvers "
+                "(on the unresolved topic), then exit",
             )
         sub.add_argument("extra", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
         sub.set_defaults(handler=_dispatch(target))

@@ -26,12 +26,12 @@ from connectors.envelopes import (
     unresolved_value,
 )
 from connectors.metrics import ConnectorMetrics
-from connectors.rest import extension_ids
 from connectors.server import create_app
 from engage_streams.record import ContentEvent
+from engage_streams.rest.classic import extension_ids
 from engage_streams.settings import Settings
 
-SAMPLES = Path(__file__).parent / "samples"
+SAMPLES = Path(__file__).resolve().parents[2] / "devkit" / "data" / "samples"
 NOW = datetime(2026, 3, 2, 12, 30, 0, tzinfo=UTC)
 
 

@@ -24,10 +24,10 @@ from aiohttp.test_utils import TestServer
 from connectors.envelopes import UNRESOLVED_CONTENT
 from connectors.resolver import redrive_unresolved
 from connectors.server import serve
-from engage_streams.localkafka import free_port
+from devkit.ports import free_port
 from engage_streams.record import decode_event
 from engage_streams.settings import Settings
-from tests.kafka_helpers import read_topic
+from tests.plugins.topics import read_topic
 
 pytestmark = pytest.mark.kafka
 
