@@ -17,10 +17,13 @@ notification (so ``redrive_unresolved`` can queue it again), and commits the bat
 only after Kafka acknowledged all of it.
 
 Exactly once in normal operation: offsets are committed after the outputs are acknowledged;
-when the group rebalances, the revocation waits for the batch in hand to be committed, and a
-batch fetched before a revocation is dropped unprocessed (the partition's next owner reads it
-from the committed offset). A crash between publishing and committing re-resolves that batch
-(at least once): the copies carry the same event id and content id, which the workers dedupe.
+when the group rebalances, the revocation waits for the batch in hand to be committed (during
+an API outage that can hold the rebalance for the batch's retries: ``rebalance_timeout_ms``
+allows for it), and a batch fetched before a revocation is dropped unprocessed (the
+partition's next owner reads it from the committed offset). A stop during retries commits
+each partition up to its first notification not settled yet. A crash between publishing and
+committing re-resolves those notifications (at least once): the copies carry the same event
+id and content id, which the workers dedupe.
 
 Without a platform API (``RINGCENTRAL_CLIENT_ID``/``_SECRET``/``_JWT`` unset) thin
 notifications are still queued, never dropped: the resolver says it cannot run
@@ -186,26 +189,35 @@ class Resolver:
                     return
                 records = [record for part in batch.values() for record in part]
                 limit = asyncio.Semaphore(max(1, self.settings.resolver_concurrency))
-                await asyncio.gather(*(self._resolve_one(r, limit, stop) for r in records))
-                if stop.is_set():
-                    return  # cut short: not committed, resolved again by the next owner
-                await consumer.commit({tp: part[-1].offset + 1 for tp, part in batch.items()})
-        await self._refresh_pending(consumer, force=bool(batch))
+                done = await asyncio.gather(*(self._resolve_one(r, limit, stop) for r in records))
+                settled = {
+                    (r.partition, r.offset) for r, ok in zip(records, done, strict=True) if ok
+                }
+                commits = _settled_offsets(batch, settled)
+                if commits:
+                    await consumer.commit(commits)
+        await self._refresh_pending(consumer)
 
     async def _resolve_one(
         self, record: ConsumerRecord[bytes, bytes], limit: asyncio.Semaphore, stop: asyncio.Event
-    ) -> None:
+    ) -> bool:
+        """Settle one notification; False when stopping cut it short (left for the next
+        owner of the partition)."""
         async with limit:
             settled = await self._resolution(record, stop)
             if settled is None:
-                return  # stopping: left for the next owner of the partition
+                return False
             message, dead_reason = settled
-            await self._publish(message, stop)
+            try:
+                await self._publish(message, stop)
+            except PublishError:
+                return False  # stopping while Kafka refuses: not settled
             if dead_reason is None:
                 self.metrics.unresolved.labels("resolved").inc()
             else:
                 self.metrics.unresolved.labels("dead_letter").inc()
                 self.metrics.dead_letters.labels(dead_reason).inc()
+            return True
 
     async def _resolution(
         self, record: ConsumerRecord[bytes, bytes], stop: asyncio.Event
@@ -291,9 +303,9 @@ class Resolver:
     def on_revoke(self) -> None:
         self._revocations += 1
 
-    async def _refresh_pending(self, consumer: AIOKafkaConsumer, *, force: bool) -> None:
+    async def _refresh_pending(self, consumer: AIOKafkaConsumer) -> None:
         now = time.monotonic()
-        if not force and now - self._pending_checked < PENDING_REFRESH_SECONDS:
+        if now - self._pending_checked < PENDING_REFRESH_SECONDS:
             return
         self._pending_checked = now
         partitions = sorted(consumer.assignment())
@@ -354,6 +366,24 @@ class _WaitForBatch(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
         log.info("event=resolver_assigned partitions=%d", len(assigned))
+
+
+def _settled_offsets(
+    batch: Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]],
+    settled: set[tuple[int, int]],
+) -> dict[TopicPartition, int]:
+    """Per partition, the offset to commit: just after the longest run of settled records
+    from the batch's start (a record cut short, and all after it, are read again)."""
+    commits: dict[TopicPartition, int] = {}
+    for tp, records in batch.items():
+        upto: int | None = None
+        for record in records:
+            if (record.partition, record.offset) not in settled:
+                break
+            upto = record.offset + 1
+        if upto is not None:
+            commits[tp] = upto
+    return commits
 
 
 async def topic_partitions(bootstrap_servers: str, topic: str) -> list[TopicPartition]:
