@@ -91,6 +91,11 @@ class ConnectorMetrics:
             "not configured, or its consumer is not running).",
             registry=self.registry,
         )
+        self.resolver_partitions = Gauge(
+            "engage_resolver_assigned_partitions",
+            "Partitions of the unresolved-notifications topic this connector resolves now.",
+            registry=self.registry,
+        )
         self.publish_latency = Histogram(
             "engage_publish_latency_seconds",
             "Time from handing a delivery's records to the producer to Kafka's acknowledgement.",

@@ -172,6 +172,7 @@ class Resolver:
                 await self._resolve_next_batch(consumer, stop)
         finally:
             self.metrics.resolver_ready.set(0)
+            self.metrics.resolver_partitions.set(0)
             await consumer.stop()
 
     # -- one batch ---------------------------------------------------------------------
@@ -362,9 +363,10 @@ class _WaitForBatch(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
         self._resolver.on_revoke()
         async with self._resolver._batch_lock:
-            pass
+            self._resolver.metrics.resolver_partitions.set(0)
 
     async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
+        self._resolver.metrics.resolver_partitions.set(len(assigned))
         log.info("event=resolver_assigned partitions=%d", len(assigned))
 
 

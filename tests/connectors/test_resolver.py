@@ -275,6 +275,12 @@ async def test_two_connectors_share_the_resolving_without_doing_one_twice(
     first = await start_connector(base_settings, lookup)
     await notify_all(first, [thin(cid) for cid in ids[:40]])
     second = await start_connector(base_settings, lookup)  # joins the group: a rebalance
+
+    async def shared() -> bool:
+        owned = [await c.metric("engage_resolver_assigned_partitions") for c in (first, second)]
+        return all(owned) and sum(owned) == base_settings.topic_partitions
+
+    await eventually(shared, 60, "the two resolvers to share the partitions")
     await notify_all(second, [thin(cid) for cid in ids[40:]])
 
     await eventually(lambda: settled([first, second], 80), 90, "both resolvers to settle")
@@ -285,7 +291,7 @@ async def test_two_connectors_share_the_resolving_without_doing_one_twice(
         await c.metric("engage_unresolved_notifications_total", outcome="resolved")
         for c in (first, second)
     ]
-    assert sum(shares) == 80
+    assert sum(shares) == 80 and all(shares)  # both did part of the work
 
 
 async def test_unresolvable_goes_to_the_dlq_after_the_retries_and_is_redriven(
