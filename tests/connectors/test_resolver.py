@@ -160,7 +160,7 @@ async def start_connector() -> AsyncIterator[Callable[..., Awaitable[Connector]]
             except httpx.TransportError:
                 return False
 
-        await eventually(up, 60, "the connector to listen")
+        await eventually(up, 120, "the connector to listen")
         return connector
 
     try:
@@ -240,7 +240,7 @@ async def test_thin_notifications_survive_an_api_outage_and_resolve_exactly_once
     await notify_all(connector, notifications)  # 200 at once: queued, not fetched
 
     records = await read_topic(base_settings.kafka_bootstrap_servers, base_settings.topic, 30, 90)
-    await eventually(lambda: settled([connector], 30), 60, "the resolver to settle")
+    await eventually(lambda: settled([connector], 30), 120, "the resolver to settle")
     assert fake.requests > fake.fail_first  # the outage was really met
     assert await connector.metric("engage_unresolved_notifications_total", outcome="retried") > 0
     assert await connector.metric("engage_unresolved_notifications_total", outcome="queued") == 30
@@ -280,10 +280,10 @@ async def test_two_connectors_share_the_resolving_without_doing_one_twice(
         owned = [await c.metric("engage_resolver_assigned_partitions") for c in (first, second)]
         return all(owned) and sum(owned) == base_settings.topic_partitions
 
-    await eventually(shared, 60, "the two resolvers to share the partitions")
+    await eventually(shared, 180, "the two resolvers to share the partitions")
     await notify_all(second, [thin(cid) for cid in ids[40:]])
 
-    await eventually(lambda: settled([first, second], 80), 90, "both resolvers to settle")
+    await eventually(lambda: settled([first, second], 80), 180, "both resolvers to settle")
     records = await read_topic(base_settings.kafka_bootstrap_servers, base_settings.topic, 0)
     assert sorted(decode_event(r.value).content_id for r in records) == sorted(ids)
     assert fake.served == Counter(ids)  # each content fetched successfully exactly once
