@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import functools
 import hmac
-import importlib
 import logging
 import math
 import signal
@@ -51,6 +50,7 @@ from connectors.metrics import ConnectorMetrics
 from connectors.publisher import KafkaPublisher, Message, Publisher, PublishError
 from connectors.resolver import ContentLookup, Resolver, redrive_unresolved
 from engage_streams.record import encode_event
+from engage_streams.rest.platform import PlatformClient
 from engage_streams.settings import Settings, SettingsError
 from engage_streams.topics import TopicError, ensure_topics
 
@@ -422,7 +422,7 @@ async def serve(
         return 1
     metrics = ConnectorMetrics()
     agent_ids = AgentIds()
-    platform_client: Any = None
+    platform_client: PlatformClient | None = None
     if lookup is None:
         platform_client = _platform_client(settings, metrics)
         lookup = platform_client
@@ -495,16 +495,11 @@ async def _finish(tasks: list[asyncio.Task[None]], *, grace_seconds: float) -> N
             await task
 
 
-def _platform_client(settings: Settings, metrics: ConnectorMetrics) -> Any:
+def _platform_client(settings: Settings, metrics: ConnectorMetrics) -> PlatformClient | None:
     """The platform REST client for the resolver, or ``None`` (with the reason logged) when
-    its settings are incomplete."""
+    its ``RINGCENTRAL_*`` settings are incomplete."""
     try:
-        platform = importlib.import_module("engage_streams.rest.platform")
-    except ImportError:
-        log.warning("event=platform_client_missing (engage_streams.rest.platform)")
-        return None
-    try:
-        return platform.PlatformClient.from_settings(settings, registry=metrics.registry)
+        return PlatformClient.from_settings(settings, registry=metrics.registry)
     except SettingsError as error:
         log.info("event=platform_api_not_configured reason=%r", str(error))
         return None

@@ -33,7 +33,6 @@ while a stream runs would make a replay count differently (the SLA config file i
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -187,15 +186,14 @@ async def fetch_platform_reference(platform: _Identities) -> EngageReference:
 async def fetch_platform_names(settings: Settings) -> EngageReference | None:
     """``fetch_platform_reference`` with the platform client of the ``RINGCENTRAL_*``
     settings; ``None`` when they are not configured."""
+    from engage_streams.rest.platform import PlatformClient
+
     try:
-        # Imported by name: the platform client is optional for the worker.
-        platform = importlib.import_module("engage_streams.rest.platform")
-        client = platform.PlatformClient.from_settings(settings)
-    except (ImportError, SettingsError):
+        client = PlatformClient.from_settings(settings)
+    except SettingsError:
         return None
     async with client:
-        reference: EngageReference = await fetch_platform_reference(client)
-    return reference
+        return await fetch_platform_reference(client)
 
 
 async def _collect(

@@ -13,20 +13,23 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import msgspec
 import orjson
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from connectors.envelopes import UNRESOLVED_CONTENT
+from connectors.envelopes import UNRESOLVED_CONTENT, parse_platform
 from connectors.resolver import redrive_unresolved
 from connectors.server import serve
 from devkit.ports import free_port
 from engage_streams.record import decode_event
 from engage_streams.settings import Settings
+from simulator.platform_api import FakePlatform, serving
 from tests.plugins.topics import read_topic
 
 pytestmark = pytest.mark.kafka
@@ -342,3 +345,53 @@ async def test_without_a_platform_api_thin_notifications_stay_queued(
     await eventually(reported, 30, "the pending notifications to be reported")
     assert await connector.metric("engage_resolver_ready") == 0
     assert await read_topic(base_settings.kafka_bootstrap_servers, base_settings.topic, 0) == []
+
+
+async def test_a_platform_api_it_has_never_seen_nested_flat_and_thin_alike(
+    base_settings: Settings,
+    start_connector: Callable[..., Awaitable[Connector]],
+) -> None:
+    """The real platform client (``RINGCENTRAL_*`` settings) against the simulator's fake
+    platform API, failing for a while: every shape gives the record of the full content."""
+    platform = FakePlatform()
+    contents = [platform.add_content({**content(n), "id": f"shape-{n}"}) for n in range(24)]
+    platform.fail(503, times=15, path="/cx/", after=2)
+    shapes = []
+    for n, full in enumerate(contents):
+        notification = thin(full["id"])
+        if n % 3 == 1:
+            notification["body"]["resource"] = dict(full)  # nested, full
+        elif n % 3 == 2:
+            notification["body"] = dict(full)  # flat, full
+        shapes.append(notification)
+    async with serving(platform) as url:
+        settings = replace(
+            base_settings,
+            ringcentral_server_url=url,
+            ringcentral_client_id=platform.client_id,
+            ringcentral_client_secret=platform.client_secret,
+            ringcentral_jwt=platform.jwt,
+        )
+        connector = await start_connector(settings, None)
+        for notification in shapes:
+            answer = await connector.notify(notification)
+            assert answer.status_code == 200, answer.text
+        records = await read_topic(settings.kafka_bootstrap_servers, settings.topic, 24, 120)
+        await eventually(lambda: settled([connector], 8), 120, "the thin ones to be resolved")
+        assert platform.calls("GET", "/cx/social-messaging/v1/contents/") >= 8 + 15 - 2
+    by_content = {decode_event(r.value).content_id: decode_event(r.value) for r in records}
+    assert len(records) == 24 and set(by_content) == {c["id"] for c in contents}
+    for notification, full in zip(shapes, contents, strict=True):
+        expected = nested_record(notification["uuid"], full)
+        got = by_content[full["id"]]
+        assert msgspec.structs.replace(got, received_at=expected.received_at) == expected
+
+
+def nested_record(uuid_: str, full: dict[str, Any]) -> Any:
+    envelope = thin(full["id"])
+    envelope["uuid"] = uuid_
+    envelope["body"]["resource"] = full
+    (record,) = parse_platform(
+        orjson.dumps(envelope), received_at=datetime.now(UTC), forward_body=False
+    ).records
+    return record
