@@ -104,7 +104,7 @@ def test_extension_ids_name_the_same_agent_but_list_it_once() -> None:
     assert aliases == {"63311250008": ADA["id"]}
     directory = Directory(
         MappingProxyType({ADA["id"]: AgentProfile(name="Ada", team="Care")}),
-        MappingProxyType(aliases),
+        aliases=MappingProxyType(aliases),
     )
     assert directory.name("63311250008") == "Ada" and directory.team("63311250008") == "Care"
     assert "63311250008" in directory
