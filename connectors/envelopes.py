@@ -4,20 +4,35 @@ Pure and fast (runs once per HTTP request): no HTTP, no Kafka, no logging. Two s
 
 * classic Engage Digital: ``{"id", "domain_id", "events": [{"type", "id", "issued_at",
   "user_id", "resource": {"type", "id", "metadata": {...snake_case content...}}}]}``;
-* RingCentral platform: ``{"uuid", "event", "timestamp", "body": {...camelCase content...}}``.
+* RingCentral platform: ``{"uuid", "event", "timestamp", "body": {"issuedAt", "resource":
+  {...camelCase content...}}}`` (nested, as the platform sends it now) or the older flat
+  ``{"uuid", "event", "timestamp", "body": {...camelCase content...}}``: both are read.
 
 An envelope we cannot read at all raises ``EnvelopeError`` (the HTTP 400 message). Inside a
-readable envelope, every event becomes either one ``ContentEvent`` or one ``DeadLetter``
-(the delivery is authentic, so nothing is dropped silently):
+readable envelope, every event becomes one ``ContentEvent``, one ``DeadLetter`` or (platform
+only) one ``UnresolvedNotification`` (the delivery is authentic, so nothing is dropped):
 
 * ``event_type`` is kept as delivered: ``content.imported`` (classic) or the full event path
   ``/cx/social-messaging/v1/contents/Imported`` (platform).
 * Only content events become records (the record needs a content id and a thread id). Other
   families (``intervention.*``, ``task.*``, ...) go to the DLQ as ``non_content_event``,
   kept for later use without misleading the stream workers.
+* A platform notification that names its content (``resource.id``) but is too thin to make
+  a record (no ``threadId``, or nothing that tells who wrote it: ``status``,
+  ``contentDirection``, ``creatorId``) is an ``UnresolvedNotification``, not a dead letter:
+  the connector queues it on ``ENGAGE_UNRESOLVED_TOPIC`` and ``connectors.resolver`` fetches
+  the content and calls ``resolved_record``, which gives the record the full notification
+  would have given (same event id, type, received_at).
 * ``event_time`` = the content's ``created_at``/``creationTime``, else the event's
-  ``issued_at``/``timestamp`` (a date-only ``created_at`` counts as absent). A timestamp that is
-  present but unreadable sends the event to the DLQ (``invalid_timestamp``).
+  ``issued_at`` / ``body.issuedAt`` / ``timestamp`` (a date-only ``created_at`` counts as
+  absent). A timestamp present but unreadable sends the event to the DLQ (``invalid_timestamp``).
+* ``automatic`` = ``auto_submitted``/``autoSubmitted`` is true, or ``created_from`` /
+  ``createdFrom`` names an automatic origin (``AutoSurvey``, ``AutoResponseTrigger``,
+  ``AutoRequestEmail``, ``auto_...``: any value starting with "auto").
+* ``agent_ids`` maps a platform ``creatorId`` (a RingCentral extension id) to the Engage user
+  id a classic ``creator_id`` carries, so one agent is one ``agent_id`` whichever webhook
+  reported the content (built from the classic ``GET /users`` ``rc_user_id``; see
+  ``connectors.agents``). An extension id it does not know is kept as it is.
 * ``status`` is normalised to snake_case (``UserReply`` -> ``user_reply``) so both origins
   read alike; ``direction``/``agent_id``/``automatic`` follow shared/engage/README.md.
 * The customer's words (``body``, ``title``...) are copied only when ``forward_body`` is on,
@@ -28,6 +43,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
@@ -49,6 +65,8 @@ MISSING_THREAD_ID: Final = "missing_thread_id"
 MISSING_TIMESTAMP: Final = "missing_timestamp"
 INVALID_TIMESTAMP: Final = "invalid_timestamp"
 INVALID_FIELD: Final = "invalid_field"
+#: A thin platform notification whose content could not be fetched after the retries.
+UNRESOLVED_CONTENT: Final = "unresolved_content"
 DEAD_LETTER_REASONS: Final = (
     NOT_AN_OBJECT,
     MISSING_EVENT_ID,
@@ -59,6 +77,7 @@ DEAD_LETTER_REASONS: Final = (
     MISSING_TIMESTAMP,
     INVALID_TIMESTAMP,
     INVALID_FIELD,
+    UNRESOLVED_CONTENT,
 )
 
 AGENT_STATUSES: Final = frozenset({"user_reply", "user_initiated", "pending_approval"})
@@ -79,17 +98,37 @@ class DeadLetter(msgspec.Struct, frozen=True):
     event: Any
 
 
+class UnresolvedNotification(msgspec.Struct, frozen=True):
+    """An authentic platform notification too thin to be a record: resolved later by id.
+
+    ``notification`` is the envelope as received (words stripped unless forwarding is on).
+    """
+
+    content_id: str
+    notification: dict[str, Any]
+
+
 class Delivery(msgspec.Struct, frozen=True):
-    """One webhook request, understood: the records to publish and the dead letters."""
+    """One webhook request, understood: the records to publish, the dead letters, and the
+    thin notifications to resolve."""
 
     records: list[ContentEvent]
     dead_letters: list[DeadLetter]
+    unresolved: list[UnresolvedNotification] = msgspec.field(default_factory=list)
 
 
 class _Rejected(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class _Thin(Exception):
+    """The notification names its content but cannot make a record without fetching it."""
+
+    def __init__(self, content_id: str) -> None:
+        super().__init__(content_id)
+        self.content_id = content_id
 
 
 def parse_classic(raw: bytes, *, received_at: datetime, forward_body: bool) -> Delivery:
@@ -113,18 +152,92 @@ def parse_classic(raw: bytes, *, received_at: datetime, forward_body: bool) -> D
     return Delivery(records, dead)
 
 
-def parse_platform(raw: bytes, *, received_at: datetime, forward_body: bool) -> Delivery:
-    """Read a RingCentral platform notification (exactly one event)."""
+def parse_platform(
+    raw: bytes,
+    *,
+    received_at: datetime,
+    forward_body: bool,
+    agent_ids: Mapping[str, str] | None = None,
+) -> Delivery:
+    """Read a RingCentral platform notification (exactly one event, nested or flat)."""
     envelope = _load_object(raw)
     if not isinstance(envelope.get("event"), str):
         raise EnvelopeError("field 'event' must be a string")
-    if not isinstance(envelope.get("body"), dict):
+    body = envelope.get("body")
+    if not isinstance(body, dict):
         raise EnvelopeError("field 'body' must be an object")
     try:
-        record = _platform_record(envelope, received_at, forward_body)
+        record = _platform_record(envelope, received_at, forward_body, agent_ids or {})
+    except _Thin as thin:
+        notification = _redacted(envelope, forward_body)
+        return Delivery([], [], [UnresolvedNotification(thin.content_id, notification)])
     except _Rejected as rejected:
         return Delivery([], [DeadLetter(rejected.reason, _redacted(envelope, forward_body))])
     return Delivery([record], [])
+
+
+def resolved_record(
+    notification: dict[str, Any],
+    content: Any,
+    *,
+    received_at: datetime,
+    forward_body: bool,
+    agent_ids: Mapping[str, str] | None = None,
+) -> ContentEvent | DeadLetter:
+    """The record of a thin ``notification`` once its ``content`` was fetched by id.
+
+    The fetched content (``GET .../contents/{id}``) completes the notification's resource
+    (fetched fields win): the result is the record a full notification would have given. A
+    content that is still unusable is a dead letter with the reason why.
+    """
+    if not isinstance(content, dict):
+        return DeadLetter(INVALID_FIELD, _redacted(notification, forward_body))
+    body = notification.get("body")
+    body = body if isinstance(body, dict) else {}
+    resource = body.get("resource")
+    resource = resource if isinstance(resource, dict) else body
+    merged = {**resource, **content}
+    full = {**notification, "body": {"issuedAt": body.get("issuedAt"), "resource": merged}}
+    try:
+        return _platform_record(full, received_at, forward_body, agent_ids or {})
+    except _Thin:
+        return DeadLetter(MISSING_THREAD_ID, _redacted(full, forward_body))
+    except _Rejected as rejected:
+        return DeadLetter(rejected.reason, _redacted(full, forward_body))
+
+
+def unresolved_value(item: UnresolvedNotification, *, received_at: datetime) -> bytes:
+    """The value of an unresolved-notification record (key: the content id)."""
+    return orjson.dumps(
+        {
+            "schema": 1,
+            "content_id": item.content_id,
+            "received_at": utc_iso(received_at, timespec="auto"),
+            "notification": item.notification,
+        }
+    )
+
+
+class QueuedNotification(msgspec.Struct, frozen=True):
+    """An unresolved-notification record, read back by the resolver."""
+
+    content_id: str
+    received_at: datetime
+    notification: dict[str, Any]
+
+
+_queued_decoder = msgspec.json.Decoder(QueuedNotification)
+
+
+def read_unresolved(raw: bytes) -> QueuedNotification:
+    """Parse an unresolved-notification value; ``EnvelopeError`` says what is wrong."""
+    try:
+        queued = _queued_decoder.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError) as error:
+        raise EnvelopeError(f"not an unresolved notification: {error}") from None
+    if queued.received_at.tzinfo is None:
+        queued = msgspec.structs.replace(queued, received_at=queued.received_at.replace(tzinfo=UTC))
+    return queued
 
 
 def backfill_record(
@@ -151,10 +264,18 @@ def backfill_record(
     return msgspec.structs.replace(record, origin="backfill")
 
 
-def dead_letter_value(item: DeadLetter, *, endpoint: Endpoint, received_at: datetime) -> bytes:
-    """The DLQ record value: ``{reason, endpoint, received_at, event}`` as JSON."""
+def dead_letter_value(
+    item: DeadLetter,
+    *,
+    endpoint: Endpoint,
+    received_at: datetime,
+    detail: Mapping[str, object] | None = None,
+) -> bytes:
+    """The DLQ record value: ``{reason, endpoint, received_at, event}`` as JSON, plus
+    ``detail`` (e.g. the content id and attempts of an ``unresolved_content`` dead letter)."""
     return orjson.dumps(
         {
+            **(detail or {}),
             "reason": item.reason,
             "endpoint": endpoint,
             "received_at": utc_iso(received_at, timespec="auto"),
@@ -275,30 +396,43 @@ def _classic_record(event: Any, received_at: datetime, forward_body: bool) -> Co
         agent_id=agent_id,
         in_reply_to_id=_optional_text(metadata, "in_reply_to_id"),
         direction=direction,
-        automatic=metadata.get("auto_submitted") is True,
+        automatic=_automatic(metadata.get("auto_submitted"), metadata.get("created_from")),
         status=status,
         body=_words(metadata.get("body")) if forward_body else None,
     )
 
 
 def _platform_record(
-    envelope: dict[str, Any], received_at: datetime, forward_body: bool
+    envelope: dict[str, Any],
+    received_at: datetime,
+    forward_body: bool,
+    agent_ids: Mapping[str, str],
 ) -> ContentEvent:
     event_type: str = envelope["event"]
-    content: dict[str, Any] = envelope["body"]
+    body: dict[str, Any] = envelope["body"]
+    resource = body.get("resource")
+    if resource is not None and not isinstance(resource, dict):
+        raise _Rejected(INVALID_FIELD)
+    # Nested (body.resource, as the platform sends it now) or flat (body is the content).
+    content: dict[str, Any] = resource if resource is not None else body
     event_id = _text(envelope, "uuid", MISSING_EVENT_ID)
     if "/contents/" not in event_type:
         raise _Rejected(NON_CONTENT_EVENT)
     content_id = _text(content, "id", MISSING_CONTENT_ID)
-    thread_id = _text(content, "threadId", MISSING_THREAD_ID)
-    event_time = _content_time(content.get("creationTime"), envelope.get("timestamp"))
+    thread_id = _optional_text(content, "threadId")
     status = _optional_text(content, "status")
-    status = snake_status(status) if status is not None else None
     creator_id = _optional_text(content, "creatorId")
+    direction_known = status is not None or creator_id is not None or "contentDirection" in content
+    if thread_id is None or not direction_known:
+        raise _Thin(content_id)
+    issued = body.get("issuedAt") or envelope.get("timestamp")
+    event_time = _content_time(content.get("creationTime"), issued)
+    status = snake_status(status) if status is not None else None
     outgoing = content.get("contentDirection") == "Outgoing"
     direction: Direction = (
         "outbound" if outgoing or creator_id is not None or status in AGENT_STATUSES else "inbound"
     )
+    agent_id = agent_ids.get(creator_id, creator_id) if creator_id is not None else None
     return ContentEvent(
         event_id=event_id,
         event_type=event_type,
@@ -313,13 +447,21 @@ def _platform_record(
             _optional_text(content, "sourceType") or _optional_text(content, "channelType")
         ),
         author_id=_optional_text(content, "authorIdentityId"),
-        agent_id=creator_id,
+        agent_id=agent_id,
         in_reply_to_id=_optional_text(content, "inReplyToContentId"),
         direction=direction,
-        automatic=content.get("autoSubmitted") is True,
+        automatic=_automatic(content.get("autoSubmitted"), content.get("createdFrom")),
         status=status,
         body=_words(content.get("body")) if forward_body else None,
     )
+
+
+def _automatic(auto_submitted: Any, created_from: Any) -> bool:
+    """Automatic content: flagged so, or created by an automatic origin (``AutoSurvey``,
+    ``AutoResponseTrigger``, ``AutoRequestEmail``, ``auto_...``)."""
+    if auto_submitted is True:
+        return True
+    return isinstance(created_from, str) and created_from[:4].lower() == "auto"
 
 
 def _optional_text(obj: dict[str, Any], key: str) -> str | None:

@@ -1,7 +1,8 @@
 """The connector's Prometheus metrics, in their own registry (served on ``/metrics``).
 
-Names are the public contract (shared/CONTRACT.md); labels hold only bounded values:
-endpoint names, HTTP codes, event types, dead-letter reasons. Never ids of people or words.
+Names are the public contract (shared/CONTRACT.md, and the names agreed in the team brief for
+the resolver); labels hold only bounded values: endpoint names, HTTP codes, event types,
+dead-letter reasons, resolver outcomes. Never ids of people or words.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Final
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from connectors.envelopes import DEAD_LETTER_REASONS
 
@@ -24,6 +25,10 @@ ANSWER_CODES: Final[Mapping[str, tuple[int, ...]]] = MappingProxyType(
         "ringcentral": (200, 400, 401, 413, 503),
     }
 )
+
+#: Outcomes of thin notifications (``engage_unresolved_notifications_total{outcome}``):
+#: queued by the webhook, resolved into a record, retried (one failed fetch), dead-lettered.
+UNRESOLVED_OUTCOMES = ("queued", "resolved", "retried", "dead_letter")
 
 # Kafka acknowledgements on one machine take a few ms; the SLO is p99 < 50 ms.
 PUBLISH_LATENCY_BUCKETS = (
@@ -66,6 +71,31 @@ class ConnectorMetrics:
         for reason in DEAD_LETTER_REASONS:
             # Every reason exported from the start at 0, so increase() sees the first one.
             self.dead_letters.labels(reason=reason)
+        self.unresolved = Counter(
+            "engage_unresolved_notifications",
+            "Thin platform notifications (to be resolved by fetching the content), by outcome.",
+            ["outcome"],
+            registry=self.registry,
+        )
+        for outcome in UNRESOLVED_OUTCOMES:
+            self.unresolved.labels(outcome=outcome)
+        self.resolver_pending = Gauge(
+            "engage_resolver_pending_notifications",
+            "Unresolved notifications not resolved yet: the resolver group's lag on the "
+            "partitions this connector resolves (all partitions when it cannot resolve).",
+            registry=self.registry,
+        )
+        self.resolver_ready = Gauge(
+            "engage_resolver_ready",
+            "1 when this connector resolves thin notifications, 0 when it cannot (platform API "
+            "not configured, or its consumer is not running).",
+            registry=self.registry,
+        )
+        self.resolver_partitions = Gauge(
+            "engage_resolver_assigned_partitions",
+            "Partitions of the unresolved-notifications topic this connector resolves now.",
+            registry=self.registry,
+        )
         self.publish_latency = Histogram(
             "engage_publish_latency_seconds",
             "Time from handing a delivery's records to the producer to Kafka's acknowledgement.",

@@ -3,17 +3,22 @@
 Thin HTTP shell over ``envelopes`` (what a delivery means) and ``publisher`` (Kafka). Order
 of checks on a delivery: authenticity (401, before reading the body), size (413, enforced
 while reading), envelope (400, says what is wrong), Kafka (503 + Retry-After when it does not
-acknowledge every record in ``ENGAGE_PUBLISH_TIMEOUT_SECONDS``), else 200. Logs are
+acknowledge every record in ``ENGAGE_PUBLISH_TIMEOUT_SECONDS``), else 200. A thin platform
+notification is written to ``ENGAGE_UNRESOLVED_TOPIC`` under the same rule (200 only once
+Kafka acknowledged it); ``connectors.resolver`` turns it into a record later. Logs are
 ``key=value`` lines that never hold message bodies or secrets.
 
 ``create_app(settings, publisher)`` builds the aiohttp app (tests run it in-process);
-``main(settings, argv)`` is ``engage-streams connector``.
+``serve(settings)`` runs it with the resolver and the agent-id refresher;
+``main(settings, argv)`` is ``engage-streams connector`` (``--redrive-dlq`` re-queues the
+``unresolved_content`` dead letters and exits).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import functools
 import hmac
 import logging
@@ -24,13 +29,14 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Final
+from typing import Any, Final
 
 import orjson
 from aiohttp import web
 from aiokafka.errors import KafkaError
 from prometheus_client import CONTENT_TYPE_LATEST, Counter
 
+from connectors.agents import AgentIds, keep_agent_ids_fresh
 from connectors.envelopes import (
     Delivery,
     Endpoint,
@@ -38,10 +44,13 @@ from connectors.envelopes import (
     dead_letter_value,
     parse_classic,
     parse_platform,
+    unresolved_value,
 )
 from connectors.metrics import ConnectorMetrics
 from connectors.publisher import KafkaPublisher, Message, Publisher, PublishError
+from connectors.resolver import ContentLookup, Resolver, redrive_unresolved
 from engage_streams.record import encode_event
+from engage_streams.rest.platform import PlatformClient
 from engage_streams.settings import Settings, SettingsError
 from engage_streams.topics import TopicError, ensure_topics
 
@@ -63,11 +72,19 @@ def check_authentication(settings: Settings) -> None:
 
 
 def create_app(
-    settings: Settings, publisher: Publisher, *, metrics: ConnectorMetrics | None = None
+    settings: Settings,
+    publisher: Publisher,
+    *,
+    metrics: ConnectorMetrics | None = None,
+    agent_ids: AgentIds | None = None,
 ) -> web.Application:
-    """The connector's aiohttp application (routes only; the publisher is started by the caller)."""
+    """The connector's aiohttp application (routes only; the publisher is started by the
+    caller). ``agent_ids`` maps platform extension ids to Engage user ids (see
+    ``connectors.agents``); it may grow while the app runs."""
     check_authentication(settings)
-    receiver = _Receiver(settings, publisher, metrics or ConnectorMetrics())
+    receiver = _Receiver(
+        settings, publisher, metrics or ConnectorMetrics(), agent_ids or AgentIds()
+    )
     app = web.Application()
     app[METRICS] = receiver.metrics
     app.router.add_get("/webhooks/engage", receiver.engage_handshake)
@@ -80,10 +97,17 @@ def create_app(
 
 
 class _Receiver:
-    def __init__(self, settings: Settings, publisher: Publisher, metrics: ConnectorMetrics) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        publisher: Publisher,
+        metrics: ConnectorMetrics,
+        agent_ids: AgentIds,
+    ) -> None:
         self.settings = settings
         self.publisher = publisher
         self.metrics = metrics
+        self.parse_platform: Parser = functools.partial(parse_platform, agent_ids=agent_ids)
         self._retry_after = str(max(1, math.ceil(settings.publish_timeout_seconds)))
         # label children, looked up once (prometheus_client's labels() takes a lock)
         self._request_counters: dict[tuple[str, int], Counter] = {}
@@ -121,7 +145,12 @@ class _Receiver:
             if len(validation) > MAX_VALIDATION_TOKEN_CHARS:
                 return self._refuse("ringcentral", 400, "Validation-Token is too long")
             self._count("ringcentral", 200)
-            return web.Response(status=200, headers={"Validation-Token": validation})
+            return web.Response(
+                status=200,
+                body=b"{}",
+                content_type="application/json",
+                headers={"Validation-Token": validation},
+            )
         expected = self.settings.ringcentral_verification_token
         if expected is None:
             allowed = self.settings.allow_unauthenticated
@@ -129,7 +158,7 @@ class _Receiver:
             allowed = _same(request.headers.get("Verification-Token"), expected)
         if not allowed:
             return self._refuse("ringcentral", 401, "missing or wrong Verification-Token")
-        return await self._accept("ringcentral", request, parse_platform)
+        return await self._accept("ringcentral", request, self.parse_platform)
 
     # --- shared delivery path -------------------------------------------------------------
     async def _accept(
@@ -161,6 +190,15 @@ class _Receiver:
             )
             for item in delivery.dead_letters
         )
+        unresolved_topic = self.settings.unresolved_topic
+        messages.extend(
+            Message(
+                unresolved_topic,
+                item.content_id.encode(),
+                unresolved_value(item, received_at=received_at),
+            )
+            for item in delivery.unresolved
+        )
         if messages:
             started = time.perf_counter()
             try:
@@ -186,9 +224,13 @@ class _Receiver:
         for item in delivery.dead_letters:
             self.metrics.dead_letters.labels(item.reason).inc()
             log.info("event=dead_letter endpoint=%s reason=%s", endpoint, item.reason)
+        if delivery.unresolved:
+            self.metrics.unresolved.labels("queued").inc(len(delivery.unresolved))
         self._count(endpoint, 200)
         return web.Response(
-            body=_accepted_body(len(delivery.records), len(delivery.dead_letters)),
+            body=_accepted_body(
+                len(delivery.records), len(delivery.dead_letters), len(delivery.unresolved)
+            ),
             content_type="application/json",
         )
 
@@ -259,8 +301,11 @@ async def _read_bounded(request: web.Request, limit: int) -> bytes | None:
 
 
 @functools.lru_cache(maxsize=1024)
-def _accepted_body(published: int, dead_lettered: int) -> bytes:
-    return orjson.dumps({"published": published, "dead_lettered": dead_lettered})
+def _accepted_body(published: int, dead_lettered: int, queued: int) -> bytes:
+    answer = {"published": published, "dead_lettered": dead_lettered}
+    if queued:
+        answer["queued_unresolved"] = queued
+    return orjson.dumps(answer)
 
 
 def _json(status: int, payload: object, headers: dict[str, str] | None = None) -> web.Response:
@@ -286,6 +331,11 @@ def main(settings: Settings, argv: list[str]) -> int:
     parser.add_argument("--host", help="listen address (CONNECTOR_HOST)")
     parser.add_argument("--port", type=int, help="listen port (CONNECTOR_PORT)")
     parser.add_argument("--bootstrap-servers", help="Kafka brokers (KAFKA_BOOTSTRAP_SERVERS)")
+    parser.add_argument(
+        "--redrive-dlq",
+        action="store_true",
+        help="queue the unresolved_content dead letters again for the resolver, then exit",
+    )
     args = parser.parse_args(argv)
     if args.host:
         settings = replace(settings, connector_host=args.host)
@@ -293,6 +343,8 @@ def main(settings: Settings, argv: list[str]) -> int:
         settings = replace(settings, connector_port=args.port)
     if args.bootstrap_servers:
         settings = replace(settings, kafka_bootstrap_servers=args.bootstrap_servers)
+    if args.redrive_dlq:
+        return _redrive(settings)
     try:
         check_authentication(settings)
     except SettingsError as error:
@@ -306,8 +358,24 @@ def main(settings: Settings, argv: list[str]) -> int:
     return asyncio.run(serve(settings))
 
 
+def _redrive(settings: Settings) -> int:
+    try:
+        queued = asyncio.run(redrive_unresolved(settings))
+    except (KafkaError, OSError, TimeoutError) as error:
+        print(
+            f"engage-streams connector --redrive-dlq: Kafka failed ({type(error).__name__}); "
+            "check KAFKA_BOOTSTRAP_SERVERS",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"queued {queued} unresolved notification(s) again on {settings.unresolved_topic}")
+    return 0
+
+
 CONNECTOR_SETTINGS: Final = (
-    "KAFKA_BOOTSTRAP_SERVERS", "ENGAGE_TOPIC", "ENGAGE_DLQ_TOPIC", "CONNECTOR_HOST",
+    "KAFKA_BOOTSTRAP_SERVERS", "ENGAGE_TOPIC", "ENGAGE_DLQ_TOPIC", "ENGAGE_UNRESOLVED_TOPIC",
+    "ENGAGE_RESOLVER_GROUP", "ENGAGE_RESOLVER_ATTEMPTS", "ENGAGE_RESOLVER_INITIAL_DELAY_SECONDS",
+    "ENGAGE_RESOLVER_MAX_DELAY_SECONDS", "ENGAGE_RESOLVER_CONCURRENCY", "CONNECTOR_HOST",
     "CONNECTOR_PORT", "ENGAGE_WEBHOOK_SECRET", "ENGAGE_ALLOW_UNAUTHENTICATED",
     "ENGAGE_VERIFY_TOKEN", "RINGCENTRAL_VERIFICATION_TOKEN", "ENGAGE_FORWARD_BODY",
     "ENGAGE_MAX_BODY_BYTES", "ENGAGE_PUBLISH_TIMEOUT_SECONDS", "ENGAGE_TOPIC_PARTITIONS",
@@ -315,12 +383,24 @@ CONNECTOR_SETTINGS: Final = (
 )  # fmt: skip
 
 
-async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> int:
-    """Run the connector until ``stop`` is set (or a termination signal arrives)."""
+async def serve(
+    settings: Settings,
+    *,
+    stop: asyncio.Event | None = None,
+    lookup: ContentLookup | None = None,
+    signals: bool = True,
+) -> int:
+    """Run the connector until ``stop`` is set (or a termination signal arrives).
+
+    ``lookup`` fetches contents for the resolver; by default the platform client built from
+    the ``RINGCENTRAL_*`` settings (none when they are unset: thin notifications then stay
+    queued and the resolver says so).
+    """
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
+    if signals:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
     try:
         publisher = await _start_publisher(settings, deadline_seconds=30.0, stop=stop)
     except (KafkaError, OSError) as error:
@@ -331,7 +411,7 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> int
         )
         return 1
     try:
-        await ensure_topics(settings)
+        await ensure_topics(settings, {settings.unresolved_topic: settings.topic_partitions})
     except (KafkaError, OSError, TopicError) as error:
         log.error(
             "event=kafka_unreachable bootstrap=%s error=%s (check KAFKA_BOOTSTRAP_SERVERS)",
@@ -340,9 +420,22 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> int
         )
         await publisher.stop()
         return 1
-    runner = web.AppRunner(create_app(settings, publisher), access_log=None)
+    metrics = ConnectorMetrics()
+    agent_ids = AgentIds()
+    platform_client: PlatformClient | None = None
+    if lookup is None:
+        platform_client = _platform_client(settings, metrics)
+        lookup = platform_client
+    resolver = Resolver(settings, lookup, publisher, metrics, agent_ids=agent_ids)
+    runner = web.AppRunner(
+        create_app(settings, publisher, metrics=metrics, agent_ids=agent_ids), access_log=None
+    )
     await runner.setup()
     site = web.TCPSite(runner, settings.connector_host, settings.connector_port)
+    background = [
+        asyncio.create_task(resolver.run_supervised(stop), name="resolver"),
+        asyncio.create_task(keep_agent_ids_fresh(settings, agent_ids, stop), name="agent-ids"),
+    ]
     try:
         await site.start()
         log.info(
@@ -353,14 +446,63 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> int
             settings.dlq_topic,
             settings.forward_body,
         )
-        await stop.wait()
+        await _wait_or_fail(stop, background)
     finally:
+        stop.set()
         await runner.cleanup()
+        await _finish(background, grace_seconds=5.0)
+        if platform_client is not None:
+            await platform_client.aclose()
         await publisher.stop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
+        if signals:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
     log.info("event=connector_stopped")
     return 0
+
+
+async def _wait_or_fail(stop: asyncio.Event, background: list[asyncio.Task[None]]) -> None:
+    """Wait for ``stop``. A background task that dies (a bug) is logged, never silently: the
+    connector keeps serving webhooks, since thin notifications stay queued in Kafka whatever
+    happens to the resolver (which restarts by itself after Kafka errors)."""
+    stopping = asyncio.create_task(stop.wait())
+    waiting: set[asyncio.Future[Any]] = {stopping, *background}
+    try:
+        while not stop.is_set():
+            done, waiting = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task is stopping or task.cancelled():
+                    continue
+                error = task.exception()
+                if error is not None:
+                    log.error(
+                        "event=background_task_failed task=%s error=%s",
+                        getattr(task, "get_name", lambda: "?")(),
+                        type(error).__name__,
+                        exc_info=error,
+                    )
+    finally:
+        stopping.cancel()
+
+
+async def _finish(tasks: list[asyncio.Task[None]], *, grace_seconds: float) -> None:
+    """Let background tasks end by themselves (``stop`` is set), then cancel the rest."""
+    _, late = await asyncio.wait(tasks, timeout=grace_seconds)
+    for task in late:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
+
+def _platform_client(settings: Settings, metrics: ConnectorMetrics) -> PlatformClient | None:
+    """The platform REST client for the resolver, or ``None`` (with the reason logged) when
+    its ``RINGCENTRAL_*`` settings are incomplete."""
+    try:
+        return PlatformClient.from_settings(settings, registry=metrics.registry)
+    except SettingsError as error:
+        log.info("event=platform_api_not_configured reason=%r", str(error))
+        return None
 
 
 async def _start_publisher(

@@ -39,6 +39,14 @@ _CONNECTOR = [
     "ENGAGE_FORWARD_BODY",
     "ENGAGE_MAX_BODY_BYTES",
     "ENGAGE_PUBLISH_TIMEOUT_SECONDS",
+    "ENGAGE_UNRESOLVED_TOPIC",
+    "ENGAGE_RESOLVER_GROUP",
+    "ENGAGE_RESOLVER_ATTEMPTS",
+    "ENGAGE_RESOLVER_INITIAL_DELAY_SECONDS",
+    "ENGAGE_RESOLVER_MAX_DELAY_SECONDS",
+    "ENGAGE_RESOLVER_CONCURRENCY",
+    "ENGAGE_API_URL",
+    "ENGAGE_API_TOKEN",
 ]
 _WORKER = [
     "KAFKA_BOOTSTRAP_SERVERS",
@@ -177,6 +185,8 @@ def _dispatch(target: str) -> Callable[[Settings, argparse.Namespace], int]:
         extra = list(args.extra)
         if extra[:1] == ["--"]:
             extra = extra[1:]
+        if getattr(args, "redrive_dlq", False):
+            extra = ["--redrive-dlq", *extra]
         result = function(settings) if args.command == "worker" else function(settings, extra)
         return result if isinstance(result, int) else 0
 
@@ -269,6 +279,13 @@ def build_parser() -> argparse.ArgumentParser:
                 f"(`engage-streams {name} -- --help` lists them)."
             )
         sub = add(name, summary, description)
+        if name == "connector":
+            sub.add_argument(
+                "--redrive-dlq",
+                action="store_true",
+                help="queue the unresolved_content dead letters again for the resolvers "
+                "(on the unresolved topic), then exit",
+            )
         sub.add_argument("extra", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
         sub.set_defaults(handler=_dispatch(target))
 

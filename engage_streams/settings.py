@@ -39,6 +39,48 @@ class Settings:
             "help": "authentic deliveries that could not be understood",
         },
     )
+    unresolved_topic: str = field(
+        default="engage.unresolved",
+        metadata={
+            "env": "ENGAGE_UNRESOLVED_TOPIC",
+            "help": "thin platform notifications waiting to be resolved (key: content id)",
+        },
+    )
+    resolver_group: str = field(
+        default="engage-streams-resolver",
+        metadata={
+            "env": "ENGAGE_RESOLVER_GROUP",
+            "help": "consumer group of the connectors' resolvers",
+        },
+    )
+    resolver_attempts: int = field(
+        default=8,
+        metadata={
+            "env": "ENGAGE_RESOLVER_ATTEMPTS",
+            "help": "content fetches before a thin notification is dead-lettered",
+        },
+    )
+    resolver_initial_delay_seconds: float = field(
+        default=1.0,
+        metadata={
+            "env": "ENGAGE_RESOLVER_INITIAL_DELAY_SECONDS",
+            "help": "first wait between content fetches (doubles each time)",
+        },
+    )
+    resolver_max_delay_seconds: float = field(
+        default=60.0,
+        metadata={
+            "env": "ENGAGE_RESOLVER_MAX_DELAY_SECONDS",
+            "help": "longest wait between content fetches",
+        },
+    )
+    resolver_concurrency: int = field(
+        default=16,
+        metadata={
+            "env": "ENGAGE_RESOLVER_CONCURRENCY",
+            "help": "contents one connector fetches at once",
+        },
+    )
     activity_topic: str = field(
         default="engage.agent-activity",
         metadata={

@@ -1,7 +1,8 @@
 """A small client of the classic Engage Digital REST API (``https://{account}.api.digital.ringcentral.com/1.0``).
 
 Reads what enrichment and backfill need: ``/contents`` (paged by ``offset``/``limit``, at most
-150 a page, filter ``q``), ``/users``, ``/teams``, ``/sources``. Authenticates with a Bearer
+150 a page, filter ``q``), ``/users``, ``/teams``, ``/content_sources`` (the channels: the
+published OpenAPI spec has no ``/sources``). Authenticates with a Bearer
 token. The API allows 500 requests a minute and answers ``429`` beyond: the client waits as
 long as ``Retry-After`` says (else backs off exponentially) and tries again, a bounded number
 of times. Other failures raise ``EngageApiError`` naming the path and status (never the token).
@@ -13,7 +14,7 @@ import asyncio
 import email.utils
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Final
 
@@ -133,7 +134,8 @@ class EngageRestClient:
         return self.paged("/teams")
 
     def sources(self) -> AsyncIterator[dict[str, Any]]:
-        return self.paged("/sources")
+        """The channels (``GET /content_sources``: name, type, sla_response, ...)."""
+        return self.paged("/content_sources")
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -149,3 +151,15 @@ def _retry_after(value: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+def extension_ids(users: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """RingCentral extension id (``rc_user_id``) -> Engage user id (``id``) of ``GET /users``
+    records: a platform ``creatorId`` is the former, a classic ``creator_id`` the latter."""
+    mapping: dict[str, str] = {}
+    for user in users:
+        user_id, extension_id = user.get("id"), user.get("rc_user_id")
+        if user_id is None or extension_id is None or extension_id == "":
+            continue
+        mapping[str(extension_id)] = str(user_id)
+    return mapping

@@ -33,24 +33,39 @@ class AgentProfile:
 
 @dataclass(frozen=True)
 class Directory:
-    """Agent profiles by agent id (read-only)."""
+    """Agent profiles by agent id (read-only), and the other ids of the same agents.
+
+    ``aliases`` maps another id of an agent (a RingCentral extension id, for records that
+    kept one) to the agent id its profile is under: such an id is shown with the agent's name
+    and team, but iterating the directory gives each agent once (its profile id).
+    """
 
     profiles: Mapping[str, AgentProfile] = field(default_factory=lambda: MappingProxyType({}))
     #: Channel display names by source id.
     sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    aliases: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    def profile(self, agent_id: str) -> AgentProfile | None:
+        """The profile of ``agent_id`` (directly, or through an alias), ``None`` if unknown."""
+        profile = self.profiles.get(agent_id)
+        if profile is None:
+            canonical = self.aliases.get(agent_id)
+            if canonical is not None:
+                profile = self.profiles.get(canonical)
+        return profile
 
     def name(self, agent_id: str) -> str:
         """The display name, or the agent id when the directory has none."""
-        profile = self.profiles.get(agent_id)
+        profile = self.profile(agent_id)
         return profile.name if profile is not None and profile.name else agent_id
 
     def team(self, agent_id: str) -> str | None:
         """The agent's team, ``None`` when unknown."""
-        profile = self.profiles.get(agent_id)
+        profile = self.profile(agent_id)
         return None if profile is None else profile.team
 
     def __contains__(self, agent_id: object) -> bool:
-        return agent_id in self.profiles
+        return agent_id in self.profiles or agent_id in self.aliases
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.profiles)

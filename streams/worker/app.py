@@ -35,7 +35,7 @@ from streams.core.responses.partition import PartitionProcessor
 from streams.core.responses.sla import SlaPolicy
 from streams.worker.cluster import ClusterReplica
 from streams.worker.contents import ContentsPipeline
-from streams.worker.enrichment import fetch_reference, merge_reference
+from streams.worker.enrichment import fetch_platform_names, fetch_reference, merge_reference
 from streams.worker.faust_batch import BatchApp
 from streams.worker.health import WorkerHealth
 from streams.worker.web import WorkerWeb
@@ -137,7 +137,10 @@ def build_app(settings: Settings) -> BatchApp:
     configured = load_directory(settings.agents_config)
     agent_profiles: dict[str, AgentProfile] = dict(configured.profiles)
     configured_agents = frozenset(agent_profiles)
-    directory = Directory(MappingProxyType(agent_profiles))
+    # Other ids of the agents (RingCentral extension id -> Engage user id): names only, the
+    # connector already wrote one id per agent into the records (see streams.worker.enrichment).
+    agent_aliases: dict[str, str] = {}
+    directory = Directory(MappingProxyType(agent_profiles), aliases=MappingProxyType(agent_aliases))
     source_names: dict[str, str] = dict(configured.sources)
     standings = Standings(scoring_rules, settings.timezone, directory)
     replica = ClusterReplica(
@@ -226,20 +229,23 @@ def build_app(settings: Settings) -> BatchApp:
         ).maybe_declare()
 
     async def _refresh_reference() -> None:
-        """Agent names and teams, channel names from the Engage API (the config file wins)."""
-        if not (settings.engage_api_url and settings.engage_api_token):
-            return
-        try:
+        """Agent names and teams, channel names from the Engage API (the config file wins);
+        from the platform's identities where the classic API is not configured."""
+        if settings.engage_api_url and settings.engage_api_token:
             reference = await fetch_reference(settings.engage_api_url, settings.engage_api_token)
-        except Exception as exc:
-            log.warning("could not read names from the Engage API: %s", exc)
-            return
-        merge_reference(agent_profiles, source_names, reference, configured_agents)
+        else:
+            found = await fetch_platform_names(settings)
+            if found is None:
+                return
+            reference = found
+        merge_reference(agent_profiles, source_names, reference, configured_agents, agent_aliases)
         source_names.update(configured.sources)  # the config file wins for channels too
         log.info(
-            "names read from the Engage API: agents=%d sources=%d",
+            "names read from the API: agents=%d sources=%d aliases=%d missing=%s",
             len(reference.agents),
             len(reference.sources),
+            len(reference.aliases),
+            ",".join(sorted(reference.missing)) or "-",
         )
 
     return app

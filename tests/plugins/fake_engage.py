@@ -74,7 +74,7 @@ async def fake() -> AsyncIterator[tuple[FakeEngage, str]]:
             "contents": contents(320),
             "users": [{"id": "u1", "firstname": "Ada"}, {"id": "u2", "firstname": "Bo"}],
             "teams": [{"id": "t1", "name": "Care"}],
-            "sources": [{"id": "s1", "name": "WhatsApp", "sla_response": 300}],
+            "content_sources": [{"id": "s1", "name": "WhatsApp", "sla_response": 300}],
         }
     )
     server = TestServer(engage.app(), host="127.0.0.1")

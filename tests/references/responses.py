@@ -162,7 +162,9 @@ def reference(
             if c.direction == "inbound":
                 waiting.append(t)
                 continue
-            agent = c.agent_id or ""
+            if not c.agent_id:
+                continue  # no agent at all: counted in contents only, never an answer
+            agent = c.agent_id
             expected.agent_replies[agent] += 1
             answered_now = [w for w in waiting if w <= t]
             if not answered_now:

@@ -279,7 +279,8 @@ class PartitionProcessor:
                 self._count_waiting(state, source, 1)
                 continue
             totals.count_content(source, "outbound", content.agent_id)
-            activities.append(self._answer(state, thread_id, thread, source, content))
+            if content.by_agent:  # no agent: a volume only, never an answer
+                activities.append(self._answer(state, thread_id, thread, source, content))
         if thread.waiting:
             state.waiting[thread_id] = WaitingThread(
                 source[0], source[1], len(thread.waiting), thread.waiting[0]

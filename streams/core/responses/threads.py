@@ -17,7 +17,8 @@ What it holds, and why:
 * ``pending`` -- the reorder buffer: compact contents (never the body) received but not yet
   released, sorted by the release order key (event time, inbound before outbound, content
   id). Contents are released in that order once the reorder window has passed.
-* ``waiting`` -- event times of the customer contents waiting for an answer (sorted).
+* ``waiting`` -- event times of the customer contents waiting for an answer (sorted). Only
+  an agent's content (outbound *with* an agent id, ``PendingContent.by_agent``) answers.
 * ``answered`` -- hashes of the intervention ids whose first answer was seen (``0`` = no
   intervention id), at most ``MAX_ANSWERED``.
 * the release order key of the last released content, to tell late contents.
@@ -59,6 +60,14 @@ class PendingContent(msgspec.Struct, array_like=True):
     @property
     def order_key(self) -> OrderKey:
         return (self.event_time, self.outbound, self.content_id)
+
+    @property
+    def by_agent(self) -> bool:
+        """An outbound content with an agent: only those can answer. An outbound content
+        with no agent at all (a system or unattributed message) never counts as an answer:
+        no response time, no SLA observation, no first response, no agent reply; it counts
+        only in the contents volumes, and the customers it follows keep waiting."""
+        return self.outbound and bool(self.agent_id)
 
 
 class ThreadState(msgspec.Struct, array_like=True):

@@ -77,9 +77,8 @@ class PartitionTotals(msgspec.Struct):
     def count_content(self, source: SourceKey, direction: str, agent_id: str | None) -> None:
         key = (source[0], source[1], direction)
         self.contents[key] = self.contents.get(key, 0) + 1
-        if direction == "outbound":
-            agent = agent_id or ""
-            self.agent_replies[agent] = self.agent_replies.get(agent, 0) + 1
+        if direction == "outbound" and agent_id:  # an agent's content (CONTRACT)
+            self.agent_replies[agent_id] = self.agent_replies.get(agent_id, 0) + 1
 
     def count_late(self, source_id: str) -> None:
         self.late[source_id] = self.late.get(source_id, 0) + 1

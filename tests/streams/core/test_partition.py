@@ -316,3 +316,64 @@ def test_expire_idle_keeps_threads_with_buffered_contents() -> None:
     part.processor.release_until(part.state, part.store, far)
     assert part.processor.expire_idle(part.state, part.store, ["t1"], far) == 1
     assert part.store.data == {} and part.state.waiting == {}
+
+
+def _content(n: int, seconds: float, direction: str, agent: str | None) -> ContentEvent:
+    start = datetime.fromtimestamp(1772438400.0, UTC)
+    when = start + timedelta(seconds=seconds)
+    return ContentEvent(
+        event_id=f"e{n}", event_type="content.imported", origin="ringcentral", event_time=when,
+        received_at=when, content_id=f"c{n}", thread_id="t1", intervention_id="i1",
+        source_id="wa-1", source_type="whatsapp", agent_id=agent,
+        direction=direction,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+def test_outbound_content_without_an_agent_is_never_an_answer() -> None:
+    events = [
+        _content(1, 0.0, "inbound", None),
+        _content(2, 10.0, "outbound", None),  # e.g. a system message, nobody wrote it
+        _content(3, 70.0, "outbound", "agent-1"),
+    ]
+    part = Partition().run(events)
+    totals = part.state.totals
+    assert totals.contents == {
+        ("wa-1", "whatsapp", "inbound"): 1,
+        ("wa-1", "whatsapp", "outbound"): 2,
+    }
+    assert totals.agent_replies == {"agent-1": 1}  # no "" agent
+    assert [h.sum for h in totals.response.values()] == [70.0]  # not 10 s
+    assert [h.sum for h in totals.first_response.values()] == [70.0]
+    assert totals.sla == {("wa-1", "true"): 1}
+    assert [(a.agent_id, a.response_seconds, a.first_response) for a in part.activities] == [
+        ("agent-1", 70.0, True)
+    ]
+    assert_matches(totals, [part.state], part.activities, reference(events, WINDOW))
+
+
+def test_only_an_agentless_outbound_leaves_the_customer_waiting() -> None:
+    events = [_content(1, 0.0, "inbound", None), _content(2, 10.0, "outbound", None)]
+    part = Partition().run(events)
+    assert part.state.totals.response == {} and part.state.totals.sla == {}
+    assert part.activities == []
+    assert backlog(part.state, 1772438400.0 + 100) == {("wa-1", "whatsapp"): (1, 100.0)}
+    assert_matches(part.state.totals, [part.state], part.activities, reference(events, WINDOW))
+
+
+@given(seed=SEEDS, data=st.data())
+@PROPERTY
+def test_scenarios_with_agentless_outbound_contents_match_reference(
+    seed: int, data: st.DataObject
+) -> None:
+    events = scenario(seed)
+    rng = random.Random(data.draw(st.integers(0, 2**32 - 1)))
+    events = [
+        msgspec.structs.replace(e, agent_id=None)
+        if e.direction == "outbound" and rng.random() < 0.2
+        else e
+        for e in events
+    ]
+    part = Partition().run(events)
+    expected = reference(events, WINDOW)
+    assert "" not in expected.agent_replies
+    assert_matches(part.state.totals, [part.state], part.activities, expected)
