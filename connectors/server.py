@@ -26,7 +26,7 @@ import math
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -49,8 +49,9 @@ from connectors.envelopes import (
 from connectors.metrics import ConnectorMetrics
 from connectors.publisher import KafkaPublisher, Message, Publisher, PublishError
 from connectors.resolver import ContentLookup, Resolver, redrive_unresolved
+from connectors.subscription import SubscriptionKeeper, renewal_reminder_of
 from engage_streams.record import encode_event
-from engage_streams.rest.platform import PlatformClient
+from engage_streams.rest.platform import PlatformApiError, PlatformClient
 from engage_streams.settings import Settings, SettingsError
 from engage_streams.topics import TopicError, ensure_topics
 
@@ -77,6 +78,7 @@ def create_app(
     *,
     metrics: ConnectorMetrics | None = None,
     agent_ids: AgentIds | None = None,
+    on_renewal_reminder: Callable[[str], Coroutine[Any, Any, None]] | None = None,
 ) -> web.Application:
     """The connector's aiohttp application (routes only; the publisher is started by the
     caller). ``agent_ids`` maps platform extension ids to Engage user ids (see
@@ -85,6 +87,7 @@ def create_app(
     receiver = _Receiver(
         settings, publisher, metrics or ConnectorMetrics(), agent_ids or AgentIds()
     )
+    receiver.on_renewal_reminder = on_renewal_reminder
     app = web.Application()
     app[METRICS] = receiver.metrics
     app.router.add_get("/webhooks/engage", receiver.engage_handshake)
@@ -108,6 +111,10 @@ class _Receiver:
         self.publisher = publisher
         self.metrics = metrics
         self.parse_platform: Parser = functools.partial(parse_platform, agent_ids=agent_ids)
+        #: Set by ``serve`` when a ``SubscriptionKeeper`` runs: the platform's renewal
+        #: reminders renew the subscription (in the background) instead of going to the DLQ.
+        self.on_renewal_reminder: Callable[[str], Coroutine[Any, Any, None]] | None = None
+        self._reminders: set[asyncio.Task[None]] = set()
         self._retry_after = str(max(1, math.ceil(settings.publish_timeout_seconds)))
         # label children, looked up once (prometheus_client's labels() takes a lock)
         self._request_counters: dict[tuple[str, int], Counter] = {}
@@ -158,7 +165,20 @@ class _Receiver:
             allowed = _same(request.headers.get("Verification-Token"), expected)
         if not allowed:
             return self._refuse("ringcentral", 401, "missing or wrong Verification-Token")
-        return await self._accept("ringcentral", request, self.parse_platform)
+        return await self._accept("ringcentral", request, self._parse_platform_or_reminder)
+
+    def _parse_platform_or_reminder(
+        self, raw: bytes, *, received_at: datetime, forward_body: bool
+    ) -> Delivery:
+        renew = self.on_renewal_reminder
+        if renew is not None:
+            subscription_id = renewal_reminder_of(raw)
+            if subscription_id is not None:
+                task = asyncio.create_task(renew(subscription_id), name="renewal-reminder")
+                self._reminders.add(task)
+                task.add_done_callback(self._reminders.discard)
+                return Delivery(records=[], dead_letters=[])
+        return self.parse_platform(raw, received_at=received_at, forward_body=forward_body)
 
     # --- shared delivery path -------------------------------------------------------------
     async def _accept(
@@ -427,8 +447,16 @@ async def serve(
         platform_client = _platform_client(settings, metrics)
         lookup = platform_client
     resolver = Resolver(settings, lookup, publisher, metrics, agent_ids=agent_ids)
+    keeper = await _start_keeper(settings, platform_client, metrics)
     runner = web.AppRunner(
-        create_app(settings, publisher, metrics=metrics, agent_ids=agent_ids), access_log=None
+        create_app(
+            settings,
+            publisher,
+            metrics=metrics,
+            agent_ids=agent_ids,
+            on_renewal_reminder=None if keeper is None else keeper.on_renewal_reminder,
+        ),
+        access_log=None,
     )
     await runner.setup()
     site = web.TCPSite(runner, settings.connector_host, settings.connector_port)
@@ -451,6 +479,8 @@ async def serve(
         stop.set()
         await runner.cleanup()
         await _finish(background, grace_seconds=5.0)
+        if keeper is not None:
+            await keeper.stop()
         if platform_client is not None:
             await platform_client.aclose()
         await publisher.stop()
@@ -493,6 +523,26 @@ async def _finish(tasks: list[asyncio.Task[None]], *, grace_seconds: float) -> N
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
+
+
+async def _start_keeper(
+    settings: Settings, platform: PlatformClient | None, metrics: ConnectorMetrics
+) -> SubscriptionKeeper | None:
+    """Keep the platform webhook subscription alive while the connector runs, when the
+    platform API and ``RINGCENTRAL_WEBHOOK_URL`` are configured. A platform that cannot be
+    reached now is logged: webhooks keep being served, subscriptions can be made by hand."""
+    if platform is None:
+        return None
+    keeper = SubscriptionKeeper.from_settings(settings, platform, registry=metrics.registry)
+    if keeper is None:
+        return None
+    try:
+        await keeper.start()
+    except PlatformApiError as error:
+        log.warning("event=subscription_not_kept error=%r (engage-streams subscribe)", str(error))
+        return None
+    log.info("event=subscription_kept subscription=%s", keeper.subscription_id)
+    return keeper
 
 
 def _platform_client(settings: Settings, metrics: ConnectorMetrics) -> PlatformClient | None:

@@ -33,6 +33,8 @@ from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
+import orjson
+
 from engage_streams.rest.platform import (
     DEFAULT_API_PREFIX,
     PlatformApiError,
@@ -71,6 +73,27 @@ def event_filters(api_prefix: str = DEFAULT_API_PREFIX) -> list[str]:
 def is_renewal_reminder(event: str) -> bool:
     """True for the ``event`` of a platform renewal-reminder notification."""
     return event.startswith(RENEWAL_REMINDER_PREFIX)
+
+
+def renewal_reminder_of(raw: bytes) -> str | None:
+    """The subscription id of a renewal-reminder notification body, ``None`` for any other.
+
+    >>> renewal_reminder_of(b'{"event": "/restapi/v1.0/subscription/~?threshold=86400", '
+    ...                     b'"subscriptionId": "s-1"}')
+    's-1'
+    >>> renewal_reminder_of(b'{"event": "/cx/social-messaging/v1/contents/Imported"}') is None
+    True
+    """
+    try:
+        envelope = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(envelope, dict):
+        return None
+    event, subscription_id = envelope.get("event"), envelope.get("subscriptionId")
+    if isinstance(event, str) and is_renewal_reminder(event) and isinstance(subscription_id, str):
+        return subscription_id
+    return None
 
 
 def is_ours(subscription: dict[str, Any], address: str | None = None) -> bool:

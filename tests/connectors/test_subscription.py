@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -228,3 +229,67 @@ def test_event_filters_follow_the_api_prefix() -> None:
         "/engage/advanced-messaging/v1/contents/Exported",
         "/engage/advanced-messaging/v1/contents/DiscussionInitiated",
     ]
+
+
+# -- the running connector keeps its subscription ------------------------------------------
+@pytest.mark.kafka
+async def test_a_running_connector_subscribes_and_renews_on_the_reminder(
+    kafka_broker: Any, kafka_settings: Settings
+) -> None:
+    import httpx
+
+    from connectors.server import serve
+    from devkit.ports import free_port
+    from tests.plugins.topics import read_topic
+    from tests.plugins.waiting import eventually
+
+    platform = FakePlatform()
+    async with serving(platform) as url:
+        port = free_port()
+        settings = replace(
+            kafka_settings,
+            connector_port=port,
+            webhook_secret="classic-secret",
+            ringcentral_verification_token=VERIFICATION,
+            ringcentral_server_url=url,
+            ringcentral_client_id=platform.client_id,
+            ringcentral_client_secret=platform.client_secret,
+            ringcentral_jwt=platform.jwt,
+            ringcentral_webhook_url=ADDRESS,
+        )
+        stop = asyncio.Event()
+        task = asyncio.create_task(serve(settings, stop=stop, signals=False))
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+
+                async def subscribed() -> bool:
+                    assert not task.done(), task.result()
+                    return len(platform.subscriptions) == 1
+
+                await eventually(subscribed, 120, "the connector's subscription")
+                (sid,) = platform.subscriptions
+                before = platform.subscriptions[sid]["_expires_at"]
+                await asyncio.sleep(1.1)  # the renewal must move the expiry measurably
+                reminder = {
+                    "uuid": "r-1",
+                    "event": "/restapi/v1.0/subscription/~?threshold=86400&interval=3600",
+                    "subscriptionId": sid,
+                    "timestamp": "2026-03-02T09:00:00.000Z",
+                    "body": {"id": sid, "expiresIn": 86000},
+                }
+                answer = await http.post(
+                    "/webhooks/ringcentral",
+                    json=reminder,
+                    headers={"Verification-Token": VERIFICATION},
+                )
+                assert answer.status_code == 200
+
+                async def renewed() -> bool:
+                    return platform.subscriptions[sid]["_expires_at"] > before
+
+                await eventually(renewed, 30, "the reminder to renew the subscription")
+            dead = await read_topic(settings.kafka_bootstrap_servers, settings.dlq_topic, 0)
+            assert dead == []  # a reminder is no dead letter
+        finally:
+            stop.set()
+            assert await asyncio.wait_for(task, 60) == 0
