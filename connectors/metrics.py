@@ -1,7 +1,8 @@
 """The connector's Prometheus metrics, in their own registry (served on ``/metrics``).
 
 Names are the public contract (shared/CONTRACT.md); labels hold only bounded values:
-endpoint names, HTTP codes, event types, dead-letter reasons. Never ids of people or words.
+endpoint names, HTTP codes, event types, dead-letter and rejection reasons. Never ids of
+people or words.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 from connectors.envelopes import DEAD_LETTER_REASONS
+from connectors.http_limits import REJECTION_REASONS
 
 # Kafka acknowledgements on one machine take a few ms; the SLO is p99 < 50 ms.
 PUBLISH_LATENCY_BUCKETS = (
@@ -48,6 +50,14 @@ class ConnectorMetrics:
         for reason in DEAD_LETTER_REASONS:
             # Every reason exported from the start at 0, so increase() sees the first one.
             self.dead_letters.labels(reason=reason)
+        self.rejected = Counter(
+            "engage_webhook_rejected",
+            "Requests or connections refused by the connector's HTTP limits, by reason.",
+            ["reason"],
+            registry=self.registry,
+        )
+        for reason in REJECTION_REASONS:
+            self.rejected.labels(reason=reason)
         self.publish_latency = Histogram(
             "engage_publish_latency_seconds",
             "Time from handing a delivery's records to the producer to Kafka's acknowledgement.",

@@ -1,12 +1,14 @@
 """The webhook receiver: Engage deliveries in, canonical records acknowledged by Kafka out.
 
 Thin HTTP shell over ``envelopes`` (what a delivery means) and ``publisher`` (Kafka). Order
-of checks on a delivery: authenticity (401, before reading the body), size (413, enforced
-while reading), envelope (400, says what is wrong), Kafka (503 + Retry-After when it does not
-acknowledge every record in ``ENGAGE_PUBLISH_TIMEOUT_SECONDS``), else 200. Logs are
-``key=value`` lines that never hold message bodies or secrets.
+of checks on a delivery: the connection's HTTP limits (``http_limits``: header size and time,
+connection count), authenticity (401, before reading the body), size and time of the body
+(413 / 408, enforced while reading), envelope (400, says what is wrong), Kafka (503 +
+Retry-After when it does not acknowledge every record in ``ENGAGE_PUBLISH_TIMEOUT_SECONDS``),
+else 200. Logs are ``key=value`` lines that never hold message bodies or secrets.
 
 ``create_app(settings, publisher)`` builds the aiohttp app (tests run it in-process);
+``connector_runner(settings, app)`` is the runner that applies the HTTP limits;
 ``main(settings, argv)`` is ``engage-streams connector``.
 """
 
@@ -39,6 +41,13 @@ from connectors.envelopes import (
     parse_classic,
     parse_platform,
 )
+from connectors.http_limits import (
+    BODY_TIMEOUT,
+    BODY_TOO_LARGE,
+    HttpLimits,
+    LimitedAppRunner,
+    headers_read,
+)
 from connectors.metrics import ConnectorMetrics
 from connectors.publisher import KafkaPublisher, Message, Publisher, PublishError
 from engage_streams.localkafka import LocalKafkaError, ensure_topics
@@ -67,8 +76,9 @@ def create_app(
 ) -> web.Application:
     """The connector's aiohttp application (routes only; the publisher is started by the caller)."""
     check_authentication(settings)
+    HttpLimits.of(settings)  # refuse unusable limits before serving anything
     receiver = _Receiver(settings, publisher, metrics or ConnectorMetrics())
-    app = web.Application()
+    app = web.Application(middlewares=[headers_read])
     app[METRICS] = receiver.metrics
     app.router.add_get("/webhooks/engage", receiver.engage_handshake)
     app.router.add_post("/webhooks/engage", receiver.engage_delivery)
@@ -77,6 +87,17 @@ def create_app(
     app.router.add_get("/readyz", receiver.readyz)
     app.router.add_get("/metrics", receiver.metrics_page)
     return app
+
+
+def connector_runner(settings: Settings, app: web.Application) -> web.AppRunner:
+    """The runner serving ``app`` (from ``create_app``) within the settings' HTTP limits."""
+    metrics = app[METRICS]
+    return LimitedAppRunner(
+        app,
+        HttpLimits.of(settings),
+        lambda reason: metrics.rejected.labels(reason).inc(),
+        access_log=None,
+    )
 
 
 class _Receiver:
@@ -135,8 +156,22 @@ class _Receiver:
     async def _accept(
         self, endpoint: Endpoint, request: web.Request, parse: Parser
     ) -> web.Response:
-        raw = await _read_bounded(request, self.settings.max_body_bytes)
+        body_timeout = self.settings.connector_body_timeout_seconds
+        try:
+            async with asyncio.timeout(body_timeout):
+                raw = await _read_bounded(request, self.settings.max_body_bytes)
+        except TimeoutError:
+            self.metrics.rejected.labels(BODY_TIMEOUT).inc()
+            response = self._refuse(endpoint, 408, f"body not received within {body_timeout} s")
+            response.force_close()
+            # Answer, then close at once: aiohttp would otherwise wait (lingering) for the rest
+            # of a body that the client is only trickling.
+            await response.prepare(request)
+            await response.write_eof()
+            request.protocol.force_close()
+            return response
         if raw is None:
+            self.metrics.rejected.labels(BODY_TOO_LARGE).inc()
             response = self._refuse(
                 endpoint, 413, f"body larger than {self.settings.max_body_bytes} bytes"
             )
@@ -238,7 +273,8 @@ def _same(given: str | None, expected: str) -> bool:
 
 
 async def _read_bounded(request: web.Request, limit: int) -> bytes | None:
-    """The body, or ``None`` as soon as it is known to exceed ``limit`` bytes."""
+    """The body, or ``None`` as soon as it is known to exceed ``limit`` bytes (the caller
+    bounds the time: a client trickling its body must not hold a connection for ever)."""
     declared = request.content_length
     if declared is not None and declared > limit:
         return None
@@ -295,6 +331,7 @@ def main(settings: Settings, argv: list[str]) -> int:
         settings = replace(settings, kafka_bootstrap_servers=args.bootstrap_servers)
     try:
         check_authentication(settings)
+        HttpLimits.of(settings)
     except SettingsError as error:
         print(f"engage-streams connector: {error}", file=sys.stderr)
         return 2
@@ -311,7 +348,9 @@ CONNECTOR_SETTINGS: Final = (
     "CONNECTOR_PORT", "ENGAGE_WEBHOOK_SECRET", "ENGAGE_ALLOW_UNAUTHENTICATED",
     "ENGAGE_VERIFY_TOKEN", "RINGCENTRAL_VERIFICATION_TOKEN", "ENGAGE_FORWARD_BODY",
     "ENGAGE_MAX_BODY_BYTES", "ENGAGE_PUBLISH_TIMEOUT_SECONDS", "ENGAGE_TOPIC_PARTITIONS",
-    "ENGAGE_TOPIC_REPLICATION",
+    "ENGAGE_TOPIC_REPLICATION", "CONNECTOR_MAX_HEADER_BYTES", "CONNECTOR_MAX_HEADERS",
+    "CONNECTOR_HEADER_TIMEOUT_SECONDS", "CONNECTOR_BODY_TIMEOUT_SECONDS",
+    "CONNECTOR_KEEPALIVE_TIMEOUT_SECONDS", "CONNECTOR_MAX_CONNECTIONS",
 )  # fmt: skip
 
 
@@ -340,7 +379,7 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> int
         )
         await publisher.stop()
         return 1
-    runner = web.AppRunner(create_app(settings, publisher), access_log=None)
+    runner = connector_runner(settings, create_app(settings, publisher))
     await runner.setup()
     site = web.TCPSite(runner, settings.connector_host, settings.connector_port)
     try:

@@ -47,8 +47,27 @@ class Settings:
     publish_timeout_seconds: float = field(
         default=5.0, metadata={"env": "ENGAGE_PUBLISH_TIMEOUT_SECONDS"}
     )
+    # HTTP limits of the connector (it faces the internet): see connectors/http_limits.py.
+    connector_max_header_bytes: int = field(
+        default=8190, metadata={"env": "CONNECTOR_MAX_HEADER_BYTES"}
+    )
+    connector_max_headers: int = field(default=64, metadata={"env": "CONNECTOR_MAX_HEADERS"})
+    connector_header_timeout_seconds: float = field(
+        default=10.0, metadata={"env": "CONNECTOR_HEADER_TIMEOUT_SECONDS"}
+    )
+    connector_body_timeout_seconds: float = field(
+        default=10.0, metadata={"env": "CONNECTOR_BODY_TIMEOUT_SECONDS"}
+    )
+    connector_keepalive_timeout_seconds: float = field(
+        default=30.0, metadata={"env": "CONNECTOR_KEEPALIVE_TIMEOUT_SECONDS"}
+    )
+    connector_max_connections: int = field(
+        default=512, metadata={"env": "CONNECTOR_MAX_CONNECTIONS"}
+    )
     worker_host: str = field(default="127.0.0.1", metadata={"env": "WORKER_WEB_HOST"})
     worker_web_port: int = field(default=6066, metadata={"env": "WORKER_WEB_PORT"})
+    worker_api_token: str | None = field(default=None, metadata={"env": "WORKER_API_TOKEN"})
+    worker_cors_origin: str | None = field(default=None, metadata={"env": "WORKER_CORS_ORIGIN"})
     timezone: str = field(default="UTC", metadata={"env": "ENGAGE_TIMEZONE"})
     topic_partitions: int = field(default=8, metadata={"env": "ENGAGE_TOPIC_PARTITIONS"})
     topic_replication: int = field(default=1, metadata={"env": "ENGAGE_TOPIC_REPLICATION"})
