@@ -183,10 +183,18 @@ def strip_words(value: Any, *, keep_words: bool = False, depth: int = 0) -> Any:
     return value
 
 
-@functools.lru_cache(maxsize=256)
 def snake_status(status: str) -> str:
     """``UserReply`` / ``user_reply`` / ``pending approval`` -> ``user_reply`` style."""
+    if len(status) > 64:  # not a status anyone sends: do not let it take a cache slot
+        return _snake(status)
+    return _cached_snake(status)
+
+
+def _snake(status: str) -> str:
     return _SEPARATORS.sub("_", _CAMEL_BOUNDARY.sub(r"\1_\2", status)).lower()
+
+
+_cached_snake = functools.lru_cache(maxsize=256)(_snake)
 
 
 _CAMEL_BOUNDARY = re.compile(r"([a-z0-9])([A-Z])")

@@ -18,6 +18,35 @@ PUBLISH_LATENCY_BUCKETS = (
 )  # fmt: skip
 
 
+_CLASSIC_TYPES = (
+    "content.imported", "content.replied", "content.discussion_initiated", "content.approved",
+    "content.exported", "content.update_exported", "content.thread_closed",
+    "content.thread_opened", "content.thread_auto_closed",
+)  # fmt: skip
+_PLATFORM_EVENTS = (
+    "Imported", "Exported", "DiscussionInitiated", "Replied", "Approved", "UpdateExported",
+    "ThreadClosed", "ThreadOpened", "ThreadAutoClosed",
+)  # fmt: skip
+KNOWN_EVENT_TYPES = frozenset(
+    (
+        *_CLASSIC_TYPES,
+        *(
+            f"{prefix}/contents/{name}"
+            for prefix in ("/cx/social-messaging/v1", "/engage/advanced-messaging/v1")
+            for name in _PLATFORM_EVENTS
+        ),
+    )
+)
+OTHER_EVENT_TYPE = "other"
+
+
+def event_type_label(event_type: str) -> str:
+    """The ``event_type`` label of a published event: the type when it is one Engage or the
+    platform documents, else ``other`` (an event type is sender-chosen text: as a label it
+    could grow the series without bound or carry anything)."""
+    return event_type if event_type in KNOWN_EVENT_TYPES else OTHER_EVENT_TYPE
+
+
 class ConnectorMetrics:
     """Counters and the publish-latency histogram of one connector process.
 

@@ -48,7 +48,7 @@ from connectors.http_limits import (
     LimitedAppRunner,
     headers_read,
 )
-from connectors.metrics import ConnectorMetrics
+from connectors.metrics import ConnectorMetrics, event_type_label
 from connectors.publisher import KafkaPublisher, Message, Publisher, PublishError
 from engage_streams.localkafka import LocalKafkaError, ensure_topics
 from engage_streams.record import encode_event
@@ -250,11 +250,10 @@ class _Receiver:
         child.inc()
 
     def _published(self, event_type: str) -> Counter:
-        child = self._published_counters.get(event_type)
+        label = event_type_label(event_type)  # a bounded set of values
+        child = self._published_counters.get(label)
         if child is None:
-            if len(self._published_counters) > 1000:  # event types are few; stay bounded
-                self._published_counters.clear()
-            child = self._published_counters[event_type] = self.metrics.published.labels(event_type)
+            child = self._published_counters[label] = self.metrics.published.labels(label)
         return child
 
     def _refuse(self, endpoint: Endpoint, code: int, message: str) -> web.Response:

@@ -130,6 +130,8 @@ def build_app(
     directory: Directory,
     channels: Callable[[], Sequence[ChannelSummary]],
     clock: Callable[[], float] = time.time,
+    *,
+    bearer_token: bool = False,
 ) -> web.Application:
     def reply(result: tuple[int, dict[str, Any]]) -> web.Response:
         return web.json_response(result[1], status=result[0])
@@ -144,7 +146,7 @@ def build_app(
         return reply(channels_view(channels(), clock()))
 
     async def openapi(request: web.Request) -> web.Response:
-        return web.json_response(openapi_document())
+        return web.json_response(openapi_document(bearer_token=bearer_token))
 
     async def wallboard(request: web.Request) -> web.Response:
         page = resources.files("streams").joinpath("wallboard.html").read_text(encoding="utf-8")
@@ -345,13 +347,19 @@ def test_openapi_document_names_exactly_the_endpoints() -> None:
     json.dumps(document)  # serializable as served
 
 
-def assert_schemathesis_finds_nothing(base_url: str, workdir: Path) -> None:
+def assert_schemathesis_finds_nothing(
+    base_url: str, workdir: Path, token: str | None = None
+) -> None:
     """Fuzz the API described by ``{base_url}/api/v1/openapi.json`` with schemathesis (every
-    check, positive and negative data): no server error, no answer that breaks the schema."""
+    check, positive and negative data): no server error, no answer that breaks the schema.
+    With ``token``, every request carries ``Authorization: Bearer <token>`` (schemathesis's
+    ``ignored_auth`` check also sends some without it, and expects them refused)."""
+    auth = ["-H", f"Authorization: Bearer {token}"] if token else []
     command = [
         os.environ.get("SCHEMATHESIS_CLI", str(Path(sys.executable).parent / "st")),
         "run",
         f"{base_url}/api/v1/openapi.json",
+        *auth,
         "--checks",
         "all",
         "--data-generation-method",

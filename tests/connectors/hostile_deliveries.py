@@ -90,8 +90,7 @@ def _free_text() -> st.SearchStrategy[str]:
             "\ufeff",
             "\U0001f600",
             "e\u0301",  # combining accent
-            "\ud800",  # lone surrogates (escaped by ``render``)
-            "\udfff",
+            "\ud800",  # lone surrogates (escaped by ``render``): the whole body is then refused
             "Ω" * 50,
             "🏳️‍🌈",
             "null",
@@ -100,8 +99,8 @@ def _free_text() -> st.SearchStrategy[str]:
             "/cx/social-messaging/v1/contents/Imported",
         ]
     )
-    text = st.text(st.characters(codec=None, exclude_categories=()), max_size=30)
-    return st.one_of(odd, text).filter(lambda s: WORDS_MARKER not in s)
+    text = st.text(st.characters(codec="utf-8"), max_size=30)  # any character but surrogates
+    return st.one_of(text, text, text, odd).filter(lambda s: WORDS_MARKER not in s)
 
 
 def _number() -> st.SearchStrategy[Any]:
@@ -109,18 +108,12 @@ def _number() -> st.SearchStrategy[Any]:
         st.integers(min_value=-(2**63), max_value=2**64 - 1),
         st.integers(min_value=-(2**80), max_value=2**80),
         st.floats(allow_nan=False, allow_infinity=False),
-        st.sampled_from(
-            [
-                Raw("1e400"),
-                Raw("-1e400"),
-                Raw("9" * 400),
-                Raw("-0"),
-                Raw("1E-400"),
-                Raw("18446744073709551616"),
-                Raw("0.1e1"),
-            ]
-        ),
+        st.sampled_from([Raw("-0"), Raw("1E-400"), Raw("18446744073709551616"), Raw("0.1e1")]),
     )
+
+
+# Numbers no parser takes as a double: a body holding one is refused as a whole (``bodies``).
+UNREADABLE_NUMBERS = (b"1e400", b"-1e400", b"9" * 400)
 
 
 def _scalar() -> st.SearchStrategy[Any]:
@@ -188,6 +181,11 @@ def _words() -> st.SearchStrategy[str]:
 Fields = dict[str, st.SearchStrategy[Any]]
 
 
+def mostly(usual: st.SearchStrategy[Any], rare: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """``usual`` nine times in ten, else ``rare`` (``one_of`` would weigh its branches alike)."""
+    return st.integers(0, 9).flatmap(lambda i: rare if i == 9 else usual)
+
+
 def _obj(fields: Fields, junk: float = 0.15) -> st.SearchStrategy[Obj]:
     """An object with some of ``fields`` (each valid, or of a wrong type), shuffled, maybe with a
     duplicate key and unknown extra keys."""
@@ -196,9 +194,10 @@ def _obj(fields: Fields, junk: float = 0.15) -> st.SearchStrategy[Obj]:
     def build(draw: st.DrawFn) -> Obj:
         pairs: list[tuple[str, Any]] = []
         for name, valid in fields.items():
-            if draw(st.floats(0, 1)) < 0.15:
+            # Large draws are the rare cases (hypothesis favours small values when it starts).
+            if draw(st.integers(0, 99)) >= 85:
                 continue  # absent
-            wrong = draw(st.floats(0, 1)) < junk
+            wrong = draw(st.integers(0, 99)) >= 100 - junk * 100
             pairs.append((name, draw(_any() if wrong else valid)))
         pairs.extend(draw(st.lists(st.tuples(_free_text(), json_values(4)), max_size=2)))
         if pairs and draw(st.booleans()):
@@ -259,7 +258,7 @@ def classic_event() -> st.SearchStrategy[Any]:
             "resource": resource,
         }
     )
-    return st.one_of(event, event, event, _any())
+    return mostly(event, _any())
 
 
 def classic_envelopes() -> st.SearchStrategy[Any]:
@@ -271,7 +270,7 @@ def classic_envelopes() -> st.SearchStrategy[Any]:
         },
         junk=0.05,
     )
-    return st.one_of(envelope, envelope, envelope, _any())
+    return mostly(envelope, _any())
 
 
 def platform_content() -> st.SearchStrategy[Obj]:
@@ -327,7 +326,7 @@ def platform_envelopes() -> st.SearchStrategy[Any]:
         },
         junk=0.05,
     )
-    return st.one_of(envelope, envelope, envelope, _any())
+    return mostly(envelope, _any())
 
 
 def bodies(envelopes: st.SearchStrategy[Any]) -> st.SearchStrategy[bytes]:
@@ -336,13 +335,15 @@ def bodies(envelopes: st.SearchStrategy[Any]) -> st.SearchStrategy[bytes]:
     @st.composite
     def build(draw: st.DrawFn) -> bytes:
         raw = to_bytes(draw(envelopes), raw_unicode=draw(st.booleans()))
-        mangle = draw(st.integers(0, 9))
-        if mangle == 0 and raw:
+        mangle = draw(st.integers(0, 9))  # 0..5: as rendered (hypothesis favours small values)
+        if mangle == 6 and raw:
             raw = raw[: draw(st.integers(0, len(raw) - 1))]
-        elif mangle == 1:
+        elif mangle == 7:
             raw = draw(st.binary(max_size=64))
-        elif mangle == 2:
+        elif mangle == 8:
             raw = b"\xef\xbb\xbf" + raw  # a byte-order mark
+        elif mangle == 9 and raw.startswith(b"{"):
+            raw = b'{"n":' + draw(st.sampled_from(UNREADABLE_NUMBERS)) + b"," + raw[1:]
         return raw
 
     return build()
