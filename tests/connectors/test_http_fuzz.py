@@ -30,7 +30,8 @@ from tests.connectors.hostile_deliveries import (
 )
 from tests.connectors.in_process import MemoryPublisher, Served, connector_in_thread
 
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "300"))
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "100"))
+pytestmark = pytest.mark.timeout(1800)  # the machine may be shared; FUZZ_EXAMPLES sets the work
 FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,
