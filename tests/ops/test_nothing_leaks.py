@@ -237,12 +237,13 @@ async def every_record(bootstrap: str) -> list[bytes]:
     )
     await consumer.start()
     try:
-        topics = await consumer.topics()
+        cluster = await consumer._client.fetch_all_metadata()
         partitions = [
             TopicPartition(topic, p)
-            for topic in topics
-            for p in consumer.partitions_for_topic(topic) or ()
+            for topic in cluster.topics()
+            for p in cluster.partitions_for_topic(topic) or ()
         ]
+        assert partitions, "the broker lists no topic"
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
