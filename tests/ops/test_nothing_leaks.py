@@ -240,7 +240,7 @@ async def every_record(bootstrap: str) -> list[bytes]:
         cluster = await consumer._client.fetch_all_metadata()
         partitions = [
             TopicPartition(topic, p)
-            for topic in cluster.topics()
+            for topic in cluster.topics(exclude_internal_topics=False)
             for p in cluster.partitions_for_topic(topic) or ()
         ]
         assert partitions, "the broker lists no topic"
