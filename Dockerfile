@@ -3,7 +3,7 @@
 #   docker run ... engage-streams connector   (webhook receiver, CONNECTOR_PORT 8080)
 #   docker run ... engage-streams worker      (stream worker, WORKER_WEB_PORT 6066)
 # Settings are environment variables (see `engage-streams <command> --help`).
-FROM python:3.11-slim
+FROM python:3.11.14-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -17,6 +17,10 @@ COPY pyproject.toml README.md* ./
 COPY engage_streams ./engage_streams
 COPY connectors ./connectors
 COPY streams ./streams
+COPY simulator ./simulator
+# devkit/data/prometheus/alerts.yml links to prometheus/alerts.yml (package data of the demo).
+COPY devkit ./devkit
+COPY prometheus ./prometheus
 RUN pip install . \
     && useradd --system --uid 10001 --home-dir /var/lib/engage-streams --create-home engage
 

@@ -42,7 +42,8 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engage_streams.localkafka import KafkaConfig, LocalKafka, free_port  # noqa: E402
+from devkit.broker import KafkaConfig, LocalKafka  # noqa: E402
+from devkit.ports import free_port  # noqa: E402
 
 SECRET = "abuse-bench-secret"
 

@@ -33,8 +33,8 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from connectors.deliveries import classic_envelope  # noqa: E402
 from engage_streams.record import ContentEvent  # noqa: E402
+from simulator.deliveries import classic_envelope  # noqa: E402
 
 SECRET = "bench-secret"
 TOPIC = "bench.contents"
@@ -221,7 +221,8 @@ def main() -> int:
         serve(args.serve, args.port, args.bootstrap or "")
         return 0
 
-    from engage_streams.localkafka import KafkaConfig, LocalKafka, create_topics
+    from devkit.broker import KafkaConfig, LocalKafka
+    from engage_streams.topics import create_topics
 
     kafka = None
     bootstrap = args.bootstrap

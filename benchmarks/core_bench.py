@@ -20,15 +20,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engage_streams.record import encode_event
-from streams.partition import (
-    MemoryThreadStore,
+from simulator.scenario import ScenarioConfig, generate
+from streams.core.responses.partition import (
     PartitionProcessor,
     PartitionState,
     encode_partition_state,
     encode_thread_state,
 )
-from streams.scenario import ScenarioConfig, generate
-from streams.sla import SlaPolicy
+from streams.core.responses.sla import SlaPolicy
+from tests.plugins.stores import MemoryThreadStore
 
 
 def main() -> None:

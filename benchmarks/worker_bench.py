@@ -3,10 +3,10 @@ raw aiokafka consume-and-decode loop on the same data (the ceiling). Not a test.
 
     python benchmarks/worker_bench.py [--events 200000] [--partitions 4] [--bootstrap HOST:PORT]
 
-Without ``--bootstrap`` it starts a local Apache Kafka broker (``engage_streams.localkafka``)
+Without ``--bootstrap`` it starts a local Apache Kafka broker (``devkit.broker``)
 on free ports in a temporary directory. Steps:
 
-1. generate a scenario (``streams.scenario``) of about ``--events`` events and load it into a
+1. generate a scenario (``simulator.scenario``) of about ``--events`` events and load it into a
    fresh topic (keyed by thread id);
 2. ceiling: one aiokafka consumer reads every record and decodes it (``decode_event``);
 3. worker: ``engage-streams worker`` (a child process, RocksDB state, durable flushes)
@@ -38,11 +38,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engage_streams.localkafka import KafkaConfig, LocalKafka, create_topics, free_port
+from devkit.broker import KafkaConfig, LocalKafka
+from devkit.ports import free_port
 from engage_streams.record import decode_event, encode_event
 from engage_streams.settings import Settings
-from streams.scenario import ScenarioConfig, generate
-from streams.worker import export_settings
+from engage_streams.topics import create_topics
+from simulator.scenario import ScenarioConfig, generate
 
 
 async def load(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
@@ -98,11 +99,7 @@ def lag_of(port: int) -> tuple[int, float] | None:
 
 
 def run_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
-    saved = dict(os.environ)
-    export_settings(settings)
-    env = dict(os.environ)
-    os.environ.clear()
-    os.environ.update(saved)
+    env = {**os.environ, **settings.to_env()}
     return subprocess.Popen(
         [sys.executable, "-m", "engage_streams.cli", "worker"],
         env=env,

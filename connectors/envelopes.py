@@ -35,6 +35,7 @@ import msgspec
 import orjson
 
 from engage_streams.record import ContentEvent, Direction
+from engage_streams.timefmt import utc_iso
 
 Endpoint = Literal["engage", "ringcentral", "backfill"]
 
@@ -159,7 +160,7 @@ def dead_letter_value(item: DeadLetter, *, endpoint: Endpoint, received_at: date
         {
             "reason": item.reason,
             "endpoint": endpoint,
-            "received_at": received_at.isoformat().replace("+00:00", "Z"),
+            "received_at": utc_iso(received_at, timespec="auto"),
             "event": item.event,
         }
     )
@@ -199,6 +200,37 @@ _cached_snake = functools.lru_cache(maxsize=256)(_snake)
 
 _CAMEL_BOUNDARY = re.compile(r"([a-z0-9])([A-Z])")
 _SEPARATORS = re.compile(r"[\s\-]+")
+
+
+PLATFORM_IMPORTED: Final = "/cx/social-messaging/v1/contents/Imported"
+
+
+def platform_backfill_record(
+    content: Any, *, received_at: datetime, forward_body: bool
+) -> ContentEvent | DeadLetter:
+    """A content read from the platform REST API (camelCase) as a record.
+
+    Read by ``parse_platform`` itself, as the notification of that content, so the record is
+    the one the platform webhook gives (direction, agent, automatic, status); then origin
+    ``backfill`` and event id ``backfill:<content id>``, like ``backfill_record``.
+    """
+    if not isinstance(content, dict):
+        return DeadLetter(NOT_AN_OBJECT, content)
+    notification = {
+        "uuid": f"backfill:{content.get('id')}",
+        "event": PLATFORM_IMPORTED,
+        "timestamp": content.get("creationTime"),
+        "body": content,
+    }
+    delivery = parse_platform(
+        orjson.dumps(notification), received_at=received_at, forward_body=forward_body
+    )
+    if delivery.records:
+        return msgspec.structs.replace(delivery.records[0], origin="backfill")
+    # A dead letter says why; a notification the webhook would resolve by fetching the
+    # content cannot be resolved here (this is the fetched content): it lacks its thread.
+    reason = delivery.dead_letters[0].reason if delivery.dead_letters else MISSING_THREAD_ID
+    return DeadLetter(reason, _redacted(content, forward_body))
 
 
 def _load_object(raw: bytes) -> dict[str, Any]:

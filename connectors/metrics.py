@@ -7,10 +7,25 @@ people or words.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Final
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 from connectors.envelopes import DEAD_LETTER_REASONS
 from connectors.http_limits import REJECTION_REASONS
+
+#: Every HTTP code ``connectors.server`` answers on each webhook endpoint. Each pair is
+#: exported at 0 from the start, so "5xx per second" or "401 share" read 0, never "no data",
+#: until the first such answer (and ``increase()`` sees that first one). A new answer code
+#: belongs here too: the connector tests fail on a code counted but not declared.
+ANSWER_CODES: Final[Mapping[str, tuple[int, ...]]] = MappingProxyType(
+    {
+        "engage": (200, 400, 401, 403, 413, 503),
+        "ringcentral": (200, 400, 401, 413, 503),
+    }
+)
 
 # Kafka acknowledgements on one machine take a few ms; the SLO is p99 < 50 ms.
 PUBLISH_LATENCY_BUCKETS = (
@@ -64,6 +79,9 @@ class ConnectorMetrics:
             ["endpoint", "code"],
             registry=self.registry,
         )
+        for endpoint, codes in ANSWER_CODES.items():
+            for code in codes:
+                self.requests.labels(endpoint=endpoint, code=str(code))
         self.published = Counter(
             "engage_events_published",
             "Canonical events acknowledged by Kafka, by event type.",

@@ -10,7 +10,6 @@ the benchmark can swap the producer.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import random
 from collections.abc import Sequence
@@ -18,24 +17,19 @@ from typing import NamedTuple, Protocol
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from aiokafka.partitioner import murmur2
+
+from engage_streams.partitioning import partition_for
 
 log = logging.getLogger("connectors.publisher")
-
-
-@functools.lru_cache(maxsize=65536)
-def _key_hash(key: bytes) -> int:
-    return int(murmur2(key)) & 0x7FFFFFFF
 
 
 def key_partitioner(
     key: bytes | None, all_partitions: list[int], available: list[int] | None
 ) -> int:
-    """Kafka's default partitioning (murmur2 of the key, as Java and Faust do), with the hash
-    of recent keys (thread ids) cached: a pure-Python murmur2 per record is a hot-path cost."""
+    """Kafka's default partitioning (``engage_streams.partitioning``) as aiokafka's hook."""
     if key is None:
         return random.choice(available or all_partitions)
-    return all_partitions[_key_hash(key) % len(all_partitions)]
+    return all_partitions[partition_for(key, len(all_partitions))]
 
 
 class Message(NamedTuple):

@@ -50,9 +50,9 @@ from connectors.http_limits import (
 )
 from connectors.metrics import ConnectorMetrics, event_type_label
 from connectors.publisher import KafkaPublisher, Message, Publisher, PublishError
-from engage_streams.localkafka import LocalKafkaError, ensure_topics
 from engage_streams.record import encode_event
 from engage_streams.settings import Settings, SettingsError
+from engage_streams.topics import TopicError, ensure_topics
 
 log = logging.getLogger("connectors.server")
 
@@ -370,7 +370,7 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> int
         return 1
     try:
         await ensure_topics(settings)
-    except (KafkaError, OSError, LocalKafkaError) as error:
+    except (KafkaError, OSError, TopicError) as error:
         log.error(
             "event=kafka_unreachable bootstrap=%s error=%s (check KAFKA_BOOTSTRAP_SERVERS)",
             settings.kafka_bootstrap_servers,

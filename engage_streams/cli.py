@@ -19,48 +19,13 @@ from pathlib import Path
 from engage_streams import __version__
 from engage_streams.settings import Settings, SettingsError
 
-SETTING_MEANINGS: dict[str, str] = {
-    "KAFKA_BOOTSTRAP_SERVERS": "Kafka brokers (host:port,...)",
-    "ENGAGE_TOPIC": "canonical events topic (key: thread id)",
-    "ENGAGE_DLQ_TOPIC": "authentic deliveries that could not be understood",
-    "ENGAGE_ACTIVITY_TOPIC": "agent activity (one per agent content, key: agent id)",
-    "ENGAGE_SUMMARY_TOPIC": "per-partition channel figures (compacted, key: partition)",
-    "CONNECTOR_HOST": "address the connector listens on",
-    "CONNECTOR_PORT": "port the connector listens on",
-    "ENGAGE_WEBHOOK_SECRET": "expected X-Dimelo-Secret header",
-    "ENGAGE_ALLOW_UNAUTHENTICATED": "1 = start without a webhook secret",
-    "ENGAGE_VERIFY_TOKEN": "expected hub.verify_token of the registration handshake",
-    "RINGCENTRAL_VERIFICATION_TOKEN": "expected Verification-Token of platform notifications",
-    "ENGAGE_FORWARD_BODY": "1 = forward message bodies (the customer's words) to Kafka",
-    "ENGAGE_MAX_BODY_BYTES": "largest accepted webhook body (413 above)",
-    "ENGAGE_PUBLISH_TIMEOUT_SECONDS": "how long a delivery waits for Kafka before 503",
-    "CONNECTOR_MAX_HEADER_BYTES": "longest request line or header field (431 above)",
-    "CONNECTOR_MAX_HEADERS": "most header fields in one request (431 above)",
-    "CONNECTOR_HEADER_TIMEOUT_SECONDS": "a new connection's request headers arrive within (408)",
-    "CONNECTOR_BODY_TIMEOUT_SECONDS": "a request body arrives completely within (408)",
-    "CONNECTOR_KEEPALIVE_TIMEOUT_SECONDS": "an idle kept-alive connection is closed after",
-    "CONNECTOR_MAX_CONNECTIONS": "open connections at most; more are answered 503 and closed",
-    "WORKER_WEB_HOST": "address of the worker's HTTP server",
-    "WORKER_WEB_PORT": "worker HTTP port: leaderboard API, wallboard, /metrics",
-    "WORKER_API_TOKEN": "bearer token of the worker API, wallboard, /metrics (unset = open)",
-    "WORKER_CORS_ORIGIN": "browser origin allowed to call the worker API (unset = no CORS)",
-    "ENGAGE_TIMEZONE": 'where "today" and "this week" begin',
-    "ENGAGE_TOPIC_PARTITIONS": "partitions of the events topic when it is created",
-    "ENGAGE_TOPIC_REPLICATION": "replication factor of topics created",
-    "ENGAGE_STORE": "table store of the worker (rocksdb:// or memory://)",
-    "ENGAGE_DATA_DIR": "worker state; the local broker lives in <dir>/kafka",
-    "ENGAGE_APP_ID": "Kafka consumer group and changelog prefix of the workers",
-    "ENGAGE_REORDER_WINDOW_SECONDS": "out-of-order contents within this are reordered",
-    "ENGAGE_THREAD_IDLE_HORIZON_SECONDS": "threads idle longer than this are forgotten",
-    "ENGAGE_SLA_CONFIG": "JSON file: SLA seconds per source",
-    "ENGAGE_SCORING_CONFIG": "file of gamification scoring rules",
-    "ENGAGE_AGENTS_CONFIG": "file of agents (names, teams)",
-    "ENGAGE_LEADERBOARD_TOP_N": "agents exported per leaderboard window",
-    "ENGAGE_API_URL": "Engage REST API base URL (backfill, enrichment)",
-    "ENGAGE_API_TOKEN": "Engage REST API bearer token",
-}
-
 _KAFKA = ["KAFKA_BOOTSTRAP_SERVERS", "ENGAGE_TOPIC", "ENGAGE_DLQ_TOPIC"]
+_PLATFORM = [
+    "RINGCENTRAL_SERVER_URL",
+    "RINGCENTRAL_CLIENT_ID",
+    "RINGCENTRAL_CLIENT_SECRET",
+    "RINGCENTRAL_JWT",
+]
 _TOPICS = ["ENGAGE_TOPIC_PARTITIONS", "ENGAGE_TOPIC_REPLICATION"]
 _CONNECTOR = [
     *_KAFKA,
@@ -97,6 +62,7 @@ _WORKER = [
     "ENGAGE_APP_ID",
     "ENGAGE_REORDER_WINDOW_SECONDS",
     "ENGAGE_THREAD_IDLE_HORIZON_SECONDS",
+    "ENGAGE_THREAD_CACHE_SIZE",
     "ENGAGE_SLA_CONFIG",
     "ENGAGE_SCORING_CONFIG",
     "ENGAGE_AGENTS_CONFIG",
@@ -112,7 +78,17 @@ COMMAND_SETTINGS: dict[str, list[str]] = {
         "ENGAGE_WEBHOOK_SECRET",
         "ENGAGE_AGENTS_CONFIG",
     ],
-    "backfill": [*_KAFKA, *_TOPICS, "ENGAGE_API_URL", "ENGAGE_API_TOKEN", "ENGAGE_FORWARD_BODY"],
+    "backfill": [
+        *_KAFKA,
+        *_TOPICS,
+        "ENGAGE_API_URL",
+        "ENGAGE_API_TOKEN",
+        *_PLATFORM,
+        "ENGAGE_FORWARD_BODY",
+        "ENGAGE_DATA_DIR",
+        "ENGAGE_BACKFILL_CHECKPOINT",
+    ],
+    "subscribe": [*_PLATFORM, "RINGCENTRAL_WEBHOOK_URL", "RINGCENTRAL_VERIFICATION_TOKEN"],
     "demo": sorted(set(_CONNECTOR) | set(_WORKER)),
 }
 """Which settings each subcommand uses; settings named nowhere are listed under every one."""
@@ -121,6 +97,7 @@ COMMAND_SETTINGS: dict[str, list[str]] = {
 def settings_help(command: str) -> str:
     """The ``--help`` epilog of ``command``: its settings, their defaults and meanings."""
     defaults = {f.metadata["env"]: f.default for f in fields(Settings)}
+    meanings = {f.metadata["env"]: f.metadata["help"] for f in fields(Settings)}
     named = {name for names in COMMAND_SETTINGS.values() for name in names}
     own = [name for name in COMMAND_SETTINGS[command] if name in defaults]
     others = sorted(name for name in defaults if name not in named)
@@ -129,7 +106,7 @@ def settings_help(command: str) -> str:
     dwidth = max(len(value) for value in shown.values()) + 2
     rows = [f"  {'variable':<{width}}{'default':<{dwidth}}meaning"]
     for name, value in shown.items():
-        rows.append(f"  {name:<{width}}{value:<{dwidth}}{SETTING_MEANINGS.get(name, '')}".rstrip())
+        rows.append(f"  {name:<{width}}{value:<{dwidth}}{meanings.get(name, '')}".rstrip())
     return "settings (environment variables):\n" + "\n".join(rows)
 
 
@@ -142,21 +119,19 @@ def _shown_default(default: object) -> str:
 
 
 def _kafka_port(settings: Settings) -> int:
-    first = settings.kafka_bootstrap_servers.split(",")[0]
-    _, _, port = first.rpartition(":")
-    return int(port) if port.isdigit() else 9092
+    return settings.kafka_port
 
 
 # -- handlers --------------------------------------------------------------------------
 def _cmd_kafka(settings: Settings, args: argparse.Namespace) -> int:
-    from engage_streams.localkafka import (
+    from devkit.broker import (
         KafkaAlreadyRunning,
         KafkaConfig,
         LocalKafka,
         LocalKafkaError,
         default_data_dir,
-        ensure_jars,
     )
+    from devkit.jars import JarsError, ensure_jars
 
     data_dir = Path(args.data_dir).expanduser() if args.data_dir else default_data_dir()
     port = args.port if args.port is not None else _kafka_port(settings)
@@ -180,14 +155,14 @@ def _cmd_kafka(settings: Settings, args: argparse.Namespace) -> int:
             return 0 if status.running else 1
         else:
             print(ensure_jars())
-    except LocalKafkaError as exc:
+    except (LocalKafkaError, JarsError) as exc:
         print(f"engage-streams kafka {args.action}: {exc}", file=sys.stderr)
         return 1
     return 0
 
 
 def _cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
-    from engage_streams.demo import run_demo
+    from devkit.demo import run_demo
 
     return run_demo(settings, args)
 
@@ -200,18 +175,11 @@ def _dispatch(target: str) -> Callable[[Settings, argparse.Namespace], int]:
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
-            if exc.name and module_name.startswith(exc.name):
-                print(
-                    f"engage-streams {args.command}: not available in this build "
-                    f"({module_name} is missing)",
-                    file=sys.stderr,
-                )
-            else:
-                print(
-                    f"engage-streams {args.command}: missing dependency {exc.name!r}; "
-                    "run scripts/install (or pip install -e .)",
-                    file=sys.stderr,
-                )
+            print(
+                f"engage-streams {args.command}: missing dependency {exc.name!r}; "
+                "run scripts/install (or pip install -e .)",
+                file=sys.stderr,
+            )
             return 2
         function = getattr(module, function_name)
         extra = list(args.extra)
@@ -252,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     kafka.add_argument("action", choices=["start", "stop", "status", "fetch"])
     kafka.add_argument(
-        "--port", type=int, help="broker port (default: the port of KAFKA_BOOTSTRAP_SERVERS, 9092)"
+        "--port", type=int, help="broker port (default: the port of KAFKA_BOOTSTRAP_SERVERS)"
     )
     kafka.add_argument(
         "--controller-port",
@@ -274,22 +242,32 @@ def build_parser() -> argparse.ArgumentParser:
             "and answers 200 only once every event is acknowledged by Kafka.",
         ),
         "worker": (
-            "streams.worker:main",
+            "streams.worker.command:main",
             "one stream-processing worker (metrics, leaderboards, API)",
             "Runs one stream-processing worker (the Faust app streams.app:app) in this "
             "process: response times, backlog, leaderboards, the HTTP API, the wallboard "
             "and /metrics.",
         ),
         "simulate": (
-            "connectors.simulate:main",
+            "simulator.simulate:main",
             "send realistic contact-center traffic to a connector",
             "Sends realistic contact-center traffic (customers, agents, channels) as "
             "webhooks to a running connector.",
         ),
         "backfill": (
             "connectors.backfill:main",
-            "publish past contents from the Engage REST API",
-            "Reads past contents from the Engage REST API and publishes them like webhooks.",
+            "publish past contents from the Engage or RingCentral platform API",
+            "Reads past contents from the classic Engage REST API or the RingCentral platform "
+            "API (--api classic|platform, --since, --until) and publishes them like webhooks, "
+            "with a progress bar and a checkpoint: a second run publishes nothing the first "
+            "did, an interrupted run resumes.",
+        ),
+        "subscribe": (
+            "connectors.subscription:main",
+            "manage the RingCentral platform webhook subscription (create, list, renew, delete)",
+            "Creates, lists, renews or deletes the RingCentral platform webhook subscription "
+            "for Advanced Messaging contents (Imported, Exported, DiscussionInitiated) that "
+            "delivers to the connector's /webhooks/ringcentral.",
         ),
     }
     for name, (target, summary, description) in delegated.items():
@@ -322,7 +300,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        if not hasattr(args, "extra"):
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        # argparse's REMAINDER stops at a leading option (`backfill --api platform`): hand
+        # everything after the subcommand to it, as written.
+        args.extra = argv[argv.index(args.command) + 1 :]
     try:
         settings = Settings.from_env()
         handler: Callable[[Settings, argparse.Namespace], int] = args.handler

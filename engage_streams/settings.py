@@ -12,6 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+DEFAULT_KAFKA_PORT = 9092
+"""Kafka's own default port: of ``KAFKA_BOOTSTRAP_SERVERS`` and of the local broker."""
+
 
 class SettingsError(ValueError):
     """A setting has a value we cannot use; the message names the variable."""
@@ -22,70 +25,287 @@ class Settings:
     """All settings; field ``x_y`` is read from the environment variable in ``metadata``."""
 
     kafka_bootstrap_servers: str = field(
-        default="127.0.0.1:9092", metadata={"env": "KAFKA_BOOTSTRAP_SERVERS"}
+        default=f"127.0.0.1:{DEFAULT_KAFKA_PORT}",
+        metadata={"env": "KAFKA_BOOTSTRAP_SERVERS", "help": "Kafka brokers (host:port,...)"},
     )
-    topic: str = field(default="engage.contents", metadata={"env": "ENGAGE_TOPIC"})
-    dlq_topic: str = field(default="engage.contents.dlq", metadata={"env": "ENGAGE_DLQ_TOPIC"})
+    topic: str = field(
+        default="engage.contents",
+        metadata={"env": "ENGAGE_TOPIC", "help": "canonical events topic (key: thread id)"},
+    )
+    dlq_topic: str = field(
+        default="engage.contents.dlq",
+        metadata={
+            "env": "ENGAGE_DLQ_TOPIC",
+            "help": "authentic deliveries that could not be understood",
+        },
+    )
     activity_topic: str = field(
-        default="engage.agent-activity", metadata={"env": "ENGAGE_ACTIVITY_TOPIC"}
+        default="engage.agent-activity",
+        metadata={
+            "env": "ENGAGE_ACTIVITY_TOPIC",
+            "help": "agent activity (one per agent content, key: agent id)",
+        },
     )
     summary_topic: str = field(
-        default="engage.partition-summaries", metadata={"env": "ENGAGE_SUMMARY_TOPIC"}
+        default="engage.partition-summaries",
+        metadata={
+            "env": "ENGAGE_SUMMARY_TOPIC",
+            "help": "per-partition channel figures (compacted, key: partition)",
+        },
     )
-    connector_host: str = field(default="127.0.0.1", metadata={"env": "CONNECTOR_HOST"})
-    connector_port: int = field(default=8080, metadata={"env": "CONNECTOR_PORT"})
-    webhook_secret: str | None = field(default=None, metadata={"env": "ENGAGE_WEBHOOK_SECRET"})
+    connector_host: str = field(
+        default="127.0.0.1",
+        metadata={"env": "CONNECTOR_HOST", "help": "address the connector listens on"},
+    )
+    connector_port: int = field(
+        default=8080, metadata={"env": "CONNECTOR_PORT", "help": "port the connector listens on"}
+    )
+    webhook_secret: str | None = field(
+        default=None,
+        metadata={"env": "ENGAGE_WEBHOOK_SECRET", "help": "expected X-Dimelo-Secret header"},
+    )
     allow_unauthenticated: bool = field(
-        default=False, metadata={"env": "ENGAGE_ALLOW_UNAUTHENTICATED"}
+        default=False,
+        metadata={
+            "env": "ENGAGE_ALLOW_UNAUTHENTICATED",
+            "help": "1 = start without a webhook secret",
+        },
     )
-    verify_token: str | None = field(default=None, metadata={"env": "ENGAGE_VERIFY_TOKEN"})
+    verify_token: str | None = field(
+        default=None,
+        metadata={
+            "env": "ENGAGE_VERIFY_TOKEN",
+            "help": "expected hub.verify_token of the registration handshake",
+        },
+    )
     ringcentral_verification_token: str | None = field(
-        default=None, metadata={"env": "RINGCENTRAL_VERIFICATION_TOKEN"}
+        default=None,
+        metadata={
+            "env": "RINGCENTRAL_VERIFICATION_TOKEN",
+            "help": "expected Verification-Token of platform notifications",
+        },
     )
-    forward_body: bool = field(default=False, metadata={"env": "ENGAGE_FORWARD_BODY"})
-    max_body_bytes: int = field(default=1024 * 1024, metadata={"env": "ENGAGE_MAX_BODY_BYTES"})
+    forward_body: bool = field(
+        default=False,
+        metadata={
+            "env": "ENGAGE_FORWARD_BODY",
+            "help": "1 = forward message bodies (the customer's words) to Kafka",
+        },
+    )
+    max_body_bytes: int = field(
+        default=1024 * 1024,
+        metadata={
+            "env": "ENGAGE_MAX_BODY_BYTES",
+            "help": "largest accepted webhook body (413 above)",
+        },
+    )
     publish_timeout_seconds: float = field(
-        default=5.0, metadata={"env": "ENGAGE_PUBLISH_TIMEOUT_SECONDS"}
+        default=5.0,
+        metadata={
+            "env": "ENGAGE_PUBLISH_TIMEOUT_SECONDS",
+            "help": "how long a delivery waits for Kafka before 503",
+        },
     )
     # HTTP limits of the connector (it faces the internet): see connectors/http_limits.py.
     connector_max_header_bytes: int = field(
-        default=8190, metadata={"env": "CONNECTOR_MAX_HEADER_BYTES"}
+        default=8190,
+        metadata={
+            "env": "CONNECTOR_MAX_HEADER_BYTES",
+            "help": "longest request line or header field (431 above)",
+        },
     )
-    connector_max_headers: int = field(default=64, metadata={"env": "CONNECTOR_MAX_HEADERS"})
+    connector_max_headers: int = field(
+        default=64,
+        metadata={
+            "env": "CONNECTOR_MAX_HEADERS",
+            "help": "most header fields in one request (431 above)",
+        },
+    )
     connector_header_timeout_seconds: float = field(
-        default=10.0, metadata={"env": "CONNECTOR_HEADER_TIMEOUT_SECONDS"}
+        default=10.0,
+        metadata={
+            "env": "CONNECTOR_HEADER_TIMEOUT_SECONDS",
+            "help": "a new connection's request headers arrive within (408)",
+        },
     )
     connector_body_timeout_seconds: float = field(
-        default=10.0, metadata={"env": "CONNECTOR_BODY_TIMEOUT_SECONDS"}
+        default=10.0,
+        metadata={
+            "env": "CONNECTOR_BODY_TIMEOUT_SECONDS",
+            "help": "a request body arrives completely within (408)",
+        },
     )
     connector_keepalive_timeout_seconds: float = field(
-        default=30.0, metadata={"env": "CONNECTOR_KEEPALIVE_TIMEOUT_SECONDS"}
+        default=30.0,
+        metadata={
+            "env": "CONNECTOR_KEEPALIVE_TIMEOUT_SECONDS",
+            "help": "an idle kept-alive connection is closed after",
+        },
     )
     connector_max_connections: int = field(
-        default=512, metadata={"env": "CONNECTOR_MAX_CONNECTIONS"}
+        default=512,
+        metadata={
+            "env": "CONNECTOR_MAX_CONNECTIONS",
+            "help": "open connections at most; more are answered 503 and closed",
+        },
     )
-    worker_host: str = field(default="127.0.0.1", metadata={"env": "WORKER_WEB_HOST"})
-    worker_web_port: int = field(default=6066, metadata={"env": "WORKER_WEB_PORT"})
-    worker_api_token: str | None = field(default=None, metadata={"env": "WORKER_API_TOKEN"})
-    worker_cors_origin: str | None = field(default=None, metadata={"env": "WORKER_CORS_ORIGIN"})
-    timezone: str = field(default="UTC", metadata={"env": "ENGAGE_TIMEZONE"})
-    topic_partitions: int = field(default=8, metadata={"env": "ENGAGE_TOPIC_PARTITIONS"})
-    topic_replication: int = field(default=1, metadata={"env": "ENGAGE_TOPIC_REPLICATION"})
-    store: str = field(default="rocksdb://", metadata={"env": "ENGAGE_STORE"})
-    data_dir: str = field(default=".engage-streams", metadata={"env": "ENGAGE_DATA_DIR"})
-    app_id: str = field(default="engage-streams", metadata={"env": "ENGAGE_APP_ID"})
+    worker_host: str = field(
+        default="127.0.0.1",
+        metadata={"env": "WORKER_WEB_HOST", "help": "address of the worker's HTTP server"},
+    )
+    worker_web_port: int = field(
+        default=6066,
+        metadata={
+            "env": "WORKER_WEB_PORT",
+            "help": "worker HTTP port: leaderboard API, wallboard, /metrics",
+        },
+    )
+    worker_api_token: str | None = field(
+        default=None,
+        metadata={
+            "env": "WORKER_API_TOKEN",
+            "help": "bearer token of the worker API, wallboard, /metrics (unset = open)",
+        },
+    )
+    worker_cors_origin: str | None = field(
+        default=None,
+        metadata={
+            "env": "WORKER_CORS_ORIGIN",
+            "help": "browser origin allowed to call the worker API (unset = no CORS)",
+        },
+    )
+    timezone: str = field(
+        default="UTC",
+        metadata={"env": "ENGAGE_TIMEZONE", "help": 'where "today" and "this week" begin'},
+    )
+    topic_partitions: int = field(
+        default=8,
+        metadata={
+            "env": "ENGAGE_TOPIC_PARTITIONS",
+            "help": "partitions of the events topic when it is created",
+        },
+    )
+    topic_replication: int = field(
+        default=1,
+        metadata={
+            "env": "ENGAGE_TOPIC_REPLICATION",
+            "help": "replication factor of topics created",
+        },
+    )
+    store: str = field(
+        default="rocksdb://",
+        metadata={
+            "env": "ENGAGE_STORE",
+            "help": "table store of the worker (rocksdb:// or memory://)",
+        },
+    )
+    data_dir: str = field(
+        default=".engage-streams",
+        metadata={
+            "env": "ENGAGE_DATA_DIR",
+            "help": "worker state; the local broker lives in <dir>/kafka",
+        },
+    )
+    app_id: str = field(
+        default="engage-streams",
+        metadata={
+            "env": "ENGAGE_APP_ID",
+            "help": "Kafka consumer group and changelog prefix of the workers",
+        },
+    )
     reorder_window_seconds: float = field(
-        default=10.0, metadata={"env": "ENGAGE_REORDER_WINDOW_SECONDS"}
+        default=10.0,
+        metadata={
+            "env": "ENGAGE_REORDER_WINDOW_SECONDS",
+            "help": "out-of-order contents within this are reordered",
+        },
     )
     thread_idle_horizon_seconds: float = field(
-        default=7 * 24 * 3600.0, metadata={"env": "ENGAGE_THREAD_IDLE_HORIZON_SECONDS"}
+        default=7 * 24 * 3600.0,
+        metadata={
+            "env": "ENGAGE_THREAD_IDLE_HORIZON_SECONDS",
+            "help": "threads idle longer than this are forgotten",
+        },
     )
-    sla_config: str | None = field(default=None, metadata={"env": "ENGAGE_SLA_CONFIG"})
-    scoring_config: str | None = field(default=None, metadata={"env": "ENGAGE_SCORING_CONFIG"})
-    agents_config: str | None = field(default=None, metadata={"env": "ENGAGE_AGENTS_CONFIG"})
-    leaderboard_top_n: int = field(default=20, metadata={"env": "ENGAGE_LEADERBOARD_TOP_N"})
-    engage_api_url: str | None = field(default=None, metadata={"env": "ENGAGE_API_URL"})
-    engage_api_token: str | None = field(default=None, metadata={"env": "ENGAGE_API_TOKEN"})
+    thread_cache_size: int = field(
+        default=200_000,
+        metadata={
+            "env": "ENGAGE_THREAD_CACHE_SIZE",
+            "help": "thread states kept in memory per partition beyond those not yet flushed",
+        },
+    )
+    sla_config: str | None = field(
+        default=None,
+        metadata={"env": "ENGAGE_SLA_CONFIG", "help": "JSON file: SLA seconds per source"},
+    )
+    scoring_config: str | None = field(
+        default=None,
+        metadata={"env": "ENGAGE_SCORING_CONFIG", "help": "file of gamification scoring rules"},
+    )
+    agents_config: str | None = field(
+        default=None,
+        metadata={"env": "ENGAGE_AGENTS_CONFIG", "help": "file of agents (names, teams)"},
+    )
+    leaderboard_top_n: int = field(
+        default=20,
+        metadata={
+            "env": "ENGAGE_LEADERBOARD_TOP_N",
+            "help": "agents exported per leaderboard window",
+        },
+    )
+    engage_api_url: str | None = field(
+        default=None,
+        metadata={
+            "env": "ENGAGE_API_URL",
+            "help": "Engage REST API base URL (backfill, enrichment)",
+        },
+    )
+    engage_api_token: str | None = field(
+        default=None,
+        metadata={
+            "env": "ENGAGE_API_TOKEN",
+            "help": "Engage REST API bearer token",
+        },
+    )
+    ringcentral_server_url: str = field(
+        default="https://platform.ringcentral.com",
+        metadata={
+            "env": "RINGCENTRAL_SERVER_URL",
+            "help": "RingCentral platform API (Advanced / Social Messaging)",
+        },
+    )
+    ringcentral_client_id: str | None = field(
+        default=None,
+        metadata={"env": "RINGCENTRAL_CLIENT_ID", "help": "the platform app's client id"},
+    )
+    ringcentral_client_secret: str | None = field(
+        default=None,
+        metadata={"env": "RINGCENTRAL_CLIENT_SECRET", "help": "the platform app's client secret"},
+    )
+    ringcentral_jwt: str | None = field(
+        default=None,
+        metadata={"env": "RINGCENTRAL_JWT", "help": "JWT credential of the JWT grant"},
+    )
+    ringcentral_webhook_url: str | None = field(
+        default=None,
+        metadata={
+            "env": "RINGCENTRAL_WEBHOOK_URL",
+            "help": "public URL of the connector's /webhooks/ringcentral (subscription address)",
+        },
+    )
+    backfill_checkpoint: str | None = field(
+        default=None,
+        metadata={
+            "env": "ENGAGE_BACKFILL_CHECKPOINT",
+            "help": "backfill checkpoint file (default under <ENGAGE_DATA_DIR>/backfill/)",
+        },
+    )
+
+    @property
+    def kafka_port(self) -> int:
+        """The port of the first bootstrap server (``DEFAULT_KAFKA_PORT`` when it names none)."""
+        _, _, port = self.kafka_bootstrap_servers.split(",")[0].rpartition(":")
+        return int(port) if port.isdigit() else DEFAULT_KAFKA_PORT
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -100,14 +320,42 @@ class Settings:
             values[f.name] = _parse(name, raw, f.default)
         return cls(**values)
 
+    def to_env(self) -> dict[str, str]:
+        """The environment variables that give these settings to a child process.
+
+        The inverse of ``from_env`` (unset values are left out), for the tests, the demo and
+        benchmarks that start parts as processes.
+        """
+        env: dict[str, str] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            env[f.metadata["env"]] = (
+                ("1" if value else "0") if isinstance(value, bool) else str(value)
+            )
+        return env
+
     def describe(self) -> dict[str, str]:
         """Variable -> value for ``--help`` and start-up logs, secrets masked."""
         out: dict[str, str] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            secret = "secret" in f.name or "token" in f.name
-            out[f.metadata["env"]] = "***" if (secret and value) else str(value)
+            out[f.metadata["env"]] = "***" if (is_secret(f.name) and value) else str(value)
         return out
+
+    def __repr__(self) -> str:
+        # Settings end up in tracebacks and debug logs: never show a secret there.
+        shown = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            shown.append(f"{f.name}={'***' if is_secret(f.name) and value else repr(value)}")
+        return f"Settings({', '.join(shown)})"
+
+
+def is_secret(field_name: str) -> bool:
+    """True for settings holding a credential (secrets, tokens, the JWT): masked everywhere."""
+    return any(word in field_name for word in ("secret", "token", "jwt"))
 
 
 def _parse(name: str, raw: str, default: object) -> object:

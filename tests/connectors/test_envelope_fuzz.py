@@ -120,7 +120,9 @@ def test_classic_bodies_are_refused_or_fully_accounted_for(raw: bytes, forward_b
 @FUZZ
 @given(raw=bodies(platform_envelopes()), forward_body=st.booleans())
 @example(
-    raw=(Path(__file__).parents[1] / "samples" / "platform-imported.json").read_bytes(),
+    raw=(
+        Path(__file__).parents[2] / "devkit" / "data" / "samples" / "platform-imported.json"
+    ).read_bytes(),
     forward_body=False,
 )
 def test_platform_bodies_are_refused_or_fully_accounted_for(raw: bytes, forward_body: bool) -> None:

@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 
 from connectors.envelopes import DEAD_LETTER_REASONS
 from connectors.publisher import KafkaPublisher, Publisher
-from engage_streams.localkafka import ensure_topics
 from engage_streams.record import decode_event
+from engage_streams.topics import ensure_topics
 from tests.connectors.hostile_deliveries import (
     WORDS_MARKER,
     bodies,
@@ -31,7 +31,7 @@ from tests.connectors.hostile_deliveries import (
 )
 from tests.connectors.in_process import connector_in_thread
 from tests.connectors.test_http_fuzz import AUTH, SETTINGS
-from tests.kafka_helpers import read_topic
+from tests.plugins.topics import read_topic
 
 pytestmark = pytest.mark.kafka
 

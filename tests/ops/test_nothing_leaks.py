@@ -38,12 +38,14 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from connectors.deliveries import classic_envelope, iso, platform_envelope
-from engage_streams.localkafka import free_port
+from devkit.ports import free_port
 from engage_streams.record import ContentEvent
 from engage_streams.settings import Settings
-from streams.worker import export_settings
-from tests.worker_process import WorkerProcess, parse_series, wait_for, worker_settings
+from engage_streams.timefmt import utc_iso as iso
+from simulator.deliveries import classic_envelope, platform_envelope
+from tests.plugins.api_server import assert_schemathesis_finds_nothing
+from tests.plugins.waiting import wait_for
+from tests.plugins.workers import WorkerProcess, parse_series, worker_settings
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(600)]
 
@@ -142,15 +144,7 @@ def deliveries() -> list[tuple[str, dict[str, str], bytes]]:
 
 
 def process_env(settings: Settings) -> dict[str, str]:
-    saved = dict(os.environ)
-    try:
-        export_settings(settings)
-        env = dict(os.environ)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
+    return {**os.environ, **settings.to_env(), "PYTHONUNBUFFERED": "1"}
 
 
 @pytest.fixture
@@ -216,11 +210,16 @@ def answers_of_traffic(url: str, worker: WorkerProcess) -> list[str]:
                 )
             )
     assert statuses == [200, 200, 200, 200, 400, 401, 401, 431], statuses
+    # The worker, token set, refuses every request without the right one (probes stay open).
     for headers in ({}, {"Authorization": f"Bearer {GUESSES[3]}"}):
         for path in ("/api/v1/leaderboard?window=all", "/metrics", "/wallboard", "/nope"):
-            keep(httpx.get(worker.url + path, headers=headers, timeout=10))
-        keep(httpx.post(worker.url + "/api/v1/leaderboard", headers=headers, timeout=10))
-    keep(httpx.get(worker.url + f"/wallboard?token={GUESSES[3]}", timeout=10))
+            assert (
+                keep(httpx.get(worker.url + path, headers=headers, timeout=10)).status_code == 401
+            )
+        posted = httpx.post(worker.url + "/api/v1/leaderboard", headers=headers, timeout=10)
+        assert keep(posted).status_code == 405
+    assert keep(httpx.get(worker.url + f"/wallboard?token={GUESSES[3]}")).status_code == 401
+    assert httpx.get(worker.url + "/healthz", timeout=10).status_code == 200
     keep(httpx.get(worker.url + "/api/v1/agents/" + GUESSES[3], headers=bearer(), timeout=10))
     keep(httpx.get(worker.url + "/api/v1/leaderboard?window=" + BODIES[7], headers=bearer()))
     return seen
@@ -331,6 +330,9 @@ def test_no_secret_and_no_words_anywhere(
         # Answers after the traffic: the worker API with the right token (after processing).
         seen.append(httpx.get(worker.url + "/api/v1/leaderboard?window=all", headers=bearer()).text)
         metrics = [httpx.get(url + "/metrics", timeout=10).text, worker_metrics()]
+        # The real worker's API, token on, fuzzed with every check (it must not leak either).
+        (tmp_path / "schemathesis").mkdir()
+        assert_schemathesis_finds_nothing(worker.url, tmp_path / "schemathesis", token=API_TOKEN)
     finally:
         worker.stop()
 

@@ -1,7 +1,8 @@
 """The worker API is read-only, optionally behind a bearer token, and sends CORS headers only
-to the configured origin (``streams.web_access``), over real HTTP servers.
+to the configured origin (``streams.worker.access``), over real HTTP servers.
 
-The app is the API adapter of ``tests/test_api.py`` (the same handlers as ``streams/web.py``)
+The app is the API adapter of ``tests/plugins/api_server.py`` (the handlers of
+``streams/worker/web.py``)
 with the worker's access middleware and its ``/healthz``, ``/readyz`` and ``/metrics``; the
 real worker, token on, is checked by ``tests/ops/test_nothing_leaks.py``. schemathesis runs
 with every check with the token off and on; the wallboard works in headless Chromium after
@@ -18,18 +19,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from streams.web_access import TOKEN_COOKIE, AccessPolicy, access_middleware
-from tests.browser import MISSING, available, chromium
-from tests.test_api import (
-    CHANNELS,
-    DIRECTORY,
-    NOW,
-    assert_schemathesis_finds_nothing,
-    build_app,
-    sample_standings,
-    serve,
-)
-from tests.worker_process import wait_for
+from streams.worker.access import TOKEN_COOKIE, AccessPolicy, access_middleware
+from tests.plugins.api_server import assert_schemathesis_finds_nothing, build_app, serve
+from tests.plugins.browser import MISSING, available, chromium
+from tests.plugins.waiting import wait_for
+from tests.streams.core.test_api import CHANNELS, DIRECTORY, NOW, sample_standings
 
 TOKEN = "wallboard-token-9c2e"
 ORIGIN = "https://wallboard.example"

@@ -1,0 +1,82 @@
+"""How long a leaderboard question takes, and what feeding the standings costs.
+
+Feeds ``Standings`` with ``--activities`` random activities of ``--agents`` agents over eight
+days (three sources, 80% answers), then asks every window, all sources and one, ``--repeat``
+times, and prints the median and worst time per question and the feeding rate. It was a
+wall-clock assertion in the unit tests (< 100 ms for 1,000 agents and 100k activities);
+timings are measured here, not asserted.
+
+    .venv/bin/python benchmarks/leaderboard_bench.py --agents 10000 --activities 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from streams.core.gamification.activity import AgentActivity
+from streams.core.gamification.leaderboard import WINDOWS, Standings
+from streams.core.gamification.scoring import ScoringRules
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--agents", type=int, default=1000)
+    parser.add_argument("--activities", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--zone", default="Europe/Paris")
+    args = parser.parse_args()
+    rng = random.Random(7)
+    now = datetime(2024, 10, 27, 20, tzinfo=ZoneInfo(args.zone)).timestamp()
+    standings = Standings(ScoringRules(), args.zone)
+    started = time.perf_counter()
+    for i in range(args.activities):
+        answer = rng.random() < 0.8
+        response = float(rng.randrange(1, 3000)) if answer else None
+        source = rng.choice(["s0", "s1", "s2"])
+        standings.add(
+            AgentActivity(
+                agent_id=f"agent-{rng.randrange(args.agents)}",
+                content_id=f"c{i}",
+                thread_id=f"t{i}",
+                source_id=source,
+                source_type="messaging",
+                event_time=now - rng.uniform(0, 8 * 86400)
+                if i % 10
+                else now - rng.uniform(0, 3600),
+                response_seconds=response,
+                first_response=rng.random() < 0.3,
+                within_sla=None if response is None else response <= 300,
+                cleared_backlog=rng.random() < 0.01,
+            )
+        )
+    fed = time.perf_counter() - started
+    print(
+        f"fed {args.activities:,} activities of {args.agents:,} agents in {fed:.2f} s "
+        f"({args.activities / fed:,.0f} activities/s)"
+    )
+    for window in WINDOWS:
+        for source in (None, "s1"):
+            standings.leaderboard(window, now, source=source)  # warm caches once
+            times = []
+            for _ in range(args.repeat):
+                t0 = time.perf_counter()
+                entries = standings.leaderboard(window, now, source=source, limit=10)
+                times.append(time.perf_counter() - t0)
+            print(
+                f"leaderboard window={window:<5} source={source or 'all':<3} "
+                f"median {statistics.median(times) * 1000:7.2f} ms  "
+                f"max {max(times) * 1000:7.2f} ms  entries={len(entries)}"
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""Canonical events rendered back as the webhook deliveries Engage would send.
+
+The inverse of ``envelopes``: ``classic_event``/``classic_envelope`` build the classic Engage
+Digital JSON, ``platform_envelope`` the RingCentral platform notification. Used by the traffic
+simulator, the benchmark and the tests (a rendered event parses back to the same record).
+Pure: no HTTP, no Kafka.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from engage_streams.record import ContentEvent
+from engage_streams.timefmt import utc_iso
+
+PLATFORM_CONTENTS_PATH = "/cx/social-messaging/v1/contents/"
+
+
+def classic_event(event: ContentEvent, *, issued_at: datetime | None = None) -> dict[str, Any]:
+    """One classic event (``{"type", "id", "issued_at", "user_id", "resource"}``)."""
+    source_type = event.source_type or "engage_messaging"
+    metadata: dict[str, Any] = {
+        "author_id": event.author_id,
+        "body": event.body,
+        "creator_id": event.agent_id if event.direction == "outbound" else None,
+        "created_at": utc_iso(event.event_time),
+        "date": event.event_time.date().isoformat(),
+        "intervention_id": event.intervention_id,
+        "in_reply_to_id": event.in_reply_to_id,
+        "source_id": event.source_id,
+        "source_type": event.source_type,
+        "status": event.status or _default_status(event),
+        "thread_id": event.thread_id,
+        "auto_submitted": event.automatic,
+        "created_from": "interface" if event.direction == "outbound" else "synchronizer",
+        "private": True,
+    }
+    rendered: dict[str, Any] = {
+        "type": event.event_type,
+        "id": event.event_id,
+        "issued_at": utc_iso(issued_at or event.event_time),
+        "resource": {
+            "type": f"{source_type}/message",
+            "id": event.content_id,
+            "metadata": metadata,
+        },
+    }
+    if event.agent_id is not None and event.direction == "outbound":
+        rendered["user_id"] = event.agent_id
+    return rendered
+
+
+def classic_envelope(
+    events: Sequence[ContentEvent], *, delivery_id: str, domain_id: str | int = "engage-demo"
+) -> bytes:
+    """A classic delivery body holding ``events``."""
+    return orjson.dumps(
+        {"id": delivery_id, "domain_id": domain_id, "events": [classic_event(e) for e in events]}
+    )
+
+
+def platform_event_path(event_type: str) -> str:
+    """``content.discussion_initiated`` -> ``.../contents/DiscussionInitiated`` (platform)."""
+    if event_type.startswith("/"):
+        return event_type
+    suffix = event_type.removeprefix("content.")
+    return PLATFORM_CONTENTS_PATH + "".join(part.capitalize() for part in suffix.split("_"))
+
+
+def platform_envelope(event: ContentEvent, *, subscription_id: str = "engage-demo") -> bytes:
+    """A platform notification body for ``event`` (camelCase content)."""
+    status = event.status or _default_status(event)
+    content: dict[str, Any] = {
+        "id": event.content_id,
+        "creationTime": utc_iso(event.event_time),
+        "authorIdentityId": event.author_id,
+        "creatorId": event.agent_id if event.direction == "outbound" else None,
+        "body": event.body,
+        "status": "".join(part.capitalize() for part in status.split("_")),
+        "threadId": event.thread_id,
+        "interventionId": event.intervention_id,
+        "inReplyToContentId": event.in_reply_to_id,
+        "sourceId": event.source_id,
+        "sourceType": event.source_type,
+        "autoSubmitted": event.automatic,
+        "contentDirection": "Outgoing" if event.direction == "outbound" else "Incoming",
+    }
+    return orjson.dumps(
+        {
+            "uuid": event.event_id,
+            "event": platform_event_path(event.event_type),
+            "timestamp": utc_iso(event.event_time),
+            "subscriptionId": subscription_id,
+            "body": content,
+        }
+    )
+
+
+def _default_status(event: ContentEvent) -> str:
+    return "user_reply" if event.direction == "outbound" else "new"

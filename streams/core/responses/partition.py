@@ -1,0 +1,332 @@
+"""One partition of ``engage.contents`` -> its durable numbers, waiting index and activities.
+
+``PartitionProcessor.apply`` takes one record (offset, value) at a time, in offset order, and
+updates the partition's ``PartitionState`` and the thread states (through a ``ThreadStore``).
+It is deterministic: no wall clock; the same records from the same state give the same
+result, so a replay after a crash (offsets ``<= applied_offset`` are skipped) changes nothing.
+
+Release rule (CONTRACT "Out of order"): each thread's new contents wait in its reorder
+buffer until the partition's watermark (the largest ``received_at`` seen, in offset order)
+reaches ``received_at + reorder_window``; they are then released in event-time order (ties:
+inbound first, then content id), together with every buffered content of the thread ordered
+before them. ``release_until(now)`` does the same against the clock (the shell calls it only
+while caught up). A content released after a content of its thread ordered after it is late:
+counted in ``late``, and in volumes and backlog; released observations are never retracted.
+
+The waiting index (thread id -> source, waiting count, oldest waiting time) changes with
+every release, so ``backlog(state, now)`` costs O(waiting threads), never a scan of threads.
+Pure: imports no faust/aiokafka/aiohttp/prometheus_client.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Protocol
+
+import msgspec
+
+from engage_streams.record import decode_event
+from streams.core.gamification.activity import AgentActivity
+from streams.core.responses.sla import SlaPolicy
+from streams.core.responses.threads import (
+    PendingContent,
+    ThreadState,
+    decode_thread_state,
+    encode_thread_state,
+)
+from streams.core.responses.totals import PartitionTotals, SourceKey
+
+__all__ = [
+    "PartitionProcessor",
+    "PartitionState",
+    "ThreadStore",
+    "UnreadableRecord",
+    "WaitingThread",
+    "backlog",
+    "decode_partition_state",
+    "decode_thread_state",
+    "encode_partition_state",
+    "encode_thread_state",
+]
+
+#: Content-family events that are about the thread, not about a content: never counted.
+THREAD_EVENT_TYPES = frozenset(
+    {"content.thread_closed", "content.thread_opened", "content.thread_auto_closed"}
+)
+
+
+class UnreadableRecord(Exception):
+    """A record value that is not a canonical event; the message says why (never the body)."""
+
+
+class ThreadStore(Protocol):
+    """Where thread states live (the shell's table cache; a dict in tests)."""
+
+    def get(self, thread_id: str) -> ThreadState | None: ...
+    def put(self, thread_id: str, state: ThreadState) -> None: ...
+    def delete(self, thread_id: str) -> None: ...
+
+
+class WaitingThread(msgspec.Struct, array_like=True):
+    """A thread with customer contents waiting: its source, how many, since when."""
+
+    source_id: str
+    source_type: str
+    count: int
+    oldest: float
+
+
+class PartitionState(msgspec.Struct):
+    """The durable state of one partition besides its threads (flushed atomically).
+
+    ``pending_threads`` is a heap of ``(received_at, thread_id)``: when each thread with
+    buffered contents is next due (stale entries are harmless, they release nothing), so
+    releases visit only those threads. ``waiting_by_source`` is the number of waiting
+    customer contents per source (for ``AgentActivity.cleared_backlog``).
+    """
+
+    applied_offset: int = -1
+    watermark: float = 0.0
+    totals: PartitionTotals = msgspec.field(default_factory=PartitionTotals)
+    waiting: dict[str, WaitingThread] = msgspec.field(default_factory=dict)
+    waiting_by_source: dict[SourceKey, int] = msgspec.field(default_factory=dict)
+    pending_threads: list[tuple[float, str]] = msgspec.field(default_factory=list)
+
+
+_state_encoder = msgspec.msgpack.Encoder()
+_state_decoder = msgspec.msgpack.Decoder(PartitionState)
+
+
+def encode_partition_state(state: PartitionState) -> bytes:
+    return _state_encoder.encode(state)
+
+
+def decode_partition_state(raw: bytes) -> PartitionState:
+    return _state_decoder.decode(raw)
+
+
+def backlog(state: PartitionState, now: float) -> dict[SourceKey, tuple[int, float]]:
+    """``(source_id, source_type) -> (waiting customer contents, age of the oldest, s)``."""
+    counts: dict[SourceKey, int] = {}
+    oldest: dict[SourceKey, float] = {}
+    for entry in state.waiting.values():
+        key = (entry.source_id, entry.source_type)
+        counts[key] = counts.get(key, 0) + entry.count
+        if key not in oldest or entry.oldest < oldest[key]:
+            oldest[key] = entry.oldest
+    return {key: (n, now - oldest[key]) for key, n in counts.items()}
+
+
+def _epoch(moment: datetime) -> float:
+    if moment.tzinfo is None:  # RFC 3339 requires an offset; read a missing one as UTC
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+class PartitionProcessor:
+    """Applies records of one partition at a time to its ``PartitionState`` (see module doc).
+
+    One processor serves every partition of a worker: it holds only configuration.
+    """
+
+    def __init__(
+        self, sla: SlaPolicy, reorder_window_seconds: float, idle_horizon_seconds: float
+    ) -> None:
+        self.sla = sla
+        self.window = float(reorder_window_seconds)
+        self.idle_horizon = float(idle_horizon_seconds)
+
+    def apply(
+        self, state: PartitionState, threads: ThreadStore, offset: int, value: bytes
+    ) -> list[AgentActivity]:
+        """Apply the record at ``offset``; returns the agent activities it released.
+
+        Offsets ``<= state.applied_offset`` were applied before: nothing happens. A value
+        that is not a canonical event raises ``UnreadableRecord`` after its offset is
+        marked applied, so a replay skips it too.
+        """
+        if offset <= state.applied_offset:
+            return []
+        try:
+            event = decode_event(value)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            state.applied_offset = offset
+            raise UnreadableRecord(f"offset {offset}: not a canonical event: {exc}") from None
+        received_at, event_time = event.received_at, event.event_time
+        if received_at.tzinfo is None or event_time.tzinfo is None:
+            received, when = _epoch(received_at), _epoch(event_time)
+        else:
+            received, when = received_at.timestamp(), event_time.timestamp()
+        watermark = state.watermark
+        if received > watermark:
+            state.watermark = watermark = received
+        thread_id = event.thread_id
+        thread = threads.get(thread_id)
+        if thread is None:
+            thread = ThreadState()
+        if thread.source_id is None and event.source_id is not None:
+            thread.source_id = event.source_id
+            thread.source_type = event.source_type
+        if when > thread.last_event_time:
+            thread.last_event_time = when
+        if (
+            thread.remember(event.content_id)
+            and not event.automatic
+            and event.event_type not in THREAD_EVENT_TYPES
+        ):
+            content = PendingContent(
+                received, when, event.direction == "outbound", event.content_id,
+                event.agent_id, event.intervention_id,
+            )  # fmt: skip
+            if thread.buffer(content):
+                heapq.heappush(state.pending_threads, (received, thread_id))
+        activities: list[AgentActivity] = []
+        heap = state.pending_threads
+        if heap and heap[0][0] + self.window <= watermark:
+            self._release_due(state, threads, watermark, activities, thread_id, thread)
+        pending = thread.pending
+        released_time = thread.released_time
+        if pending and released_time is not None and pending[0].event_time <= released_time:
+            # A late content (ordered before what the thread already released) goes at once.
+            self._release(state, thread_id, thread, watermark, activities)
+        threads.put(thread_id, thread)
+        state.applied_offset = offset
+        return activities
+
+    def release_until(
+        self, state: PartitionState, threads: ThreadStore, now: float
+    ) -> list[AgentActivity]:
+        """Release every buffered content with ``received_at + window <= now``."""
+        activities: list[AgentActivity] = []
+        self._release_due(state, threads, max(now, state.watermark), activities, None, None)
+        return activities
+
+    def expire_idle(
+        self,
+        state: PartitionState,
+        threads: ThreadStore,
+        thread_ids: Iterable[str],
+        now: float,
+    ) -> int:
+        """Delete the threads (of ``thread_ids``) idle longer than the horizon; how many.
+
+        Idle: the latest event time seen in the thread is more than the horizon before
+        ``now``, and nothing is buffered. Their waiting contents leave the backlog.
+        """
+        expired = 0
+        for thread_id in thread_ids:
+            thread = threads.get(thread_id)
+            if thread is None or thread.pending:
+                continue
+            if now - thread.last_event_time <= self.idle_horizon:
+                continue
+            threads.delete(thread_id)
+            entry = state.waiting.pop(thread_id, None)
+            if entry is not None:
+                self._count_waiting(state, (entry.source_id, entry.source_type), -entry.count)
+            expired += 1
+        return expired
+
+    # -- releasing ---------------------------------------------------------------------
+
+    def _release_due(
+        self,
+        state: PartitionState,
+        threads: ThreadStore,
+        watermark: float,
+        activities: list[AgentActivity],
+        current_id: str | None,
+        current: ThreadState | None,
+    ) -> None:
+        heap = state.pending_threads
+        window = self.window
+        while heap and heap[0][0] + window <= watermark:
+            _, thread_id = heapq.heappop(heap)
+            thread = current if thread_id == current_id else threads.get(thread_id)
+            if thread is None or not thread.pending:
+                continue
+            released = self._release(state, thread_id, thread, watermark, activities)
+            if released and thread is not current:
+                threads.put(thread_id, thread)
+
+    def _release(
+        self,
+        state: PartitionState,
+        thread_id: str,
+        thread: ThreadState,
+        watermark: float,
+        activities: list[AgentActivity],
+    ) -> bool:
+        released = thread.take_releasable(watermark, self.window)
+        if not released:
+            return False
+        source = (thread.source_id or "", thread.source_type or "")
+        entry = state.waiting.get(thread_id)
+        if entry is not None and (entry.source_id, entry.source_type) != source:
+            # The thread learnt its source after contents started waiting: move them.
+            self._count_waiting(state, (entry.source_id, entry.source_type), -entry.count)
+            self._count_waiting(state, source, entry.count)
+        totals = state.totals
+        for content in released:
+            late = thread.mark_released(content)
+            if late:
+                totals.count_late(source[0])
+            if not content.outbound:
+                totals.count_content(source, "inbound", None)
+                thread.wait(content.event_time)
+                self._count_waiting(state, source, 1)
+                continue
+            totals.count_content(source, "outbound", content.agent_id)
+            activities.append(self._answer(state, thread_id, thread, source, content))
+        if thread.waiting:
+            state.waiting[thread_id] = WaitingThread(
+                source[0], source[1], len(thread.waiting), thread.waiting[0]
+            )
+        elif entry is not None:
+            del state.waiting[thread_id]
+        earliest = thread.earliest_pending_received()
+        if earliest is not None:
+            heapq.heappush(state.pending_threads, (earliest, thread_id))
+        return True
+
+    def _answer(
+        self,
+        state: PartitionState,
+        thread_id: str,
+        thread: ThreadState,
+        source: SourceKey,
+        content: PendingContent,
+    ) -> AgentActivity:
+        response, first, stopped = thread.answer(content.event_time, content.intervention_id)
+        response_seconds: float | None = None
+        within_sla: bool | None = None
+        cleared = False
+        if stopped:
+            response_seconds = response
+            within_sla = response <= self.sla.seconds_for(thread.source_id, thread.source_type)
+            state.totals.observe_response(source, content.agent_id, response, first, within_sla)
+            cleared = self._count_waiting(state, source, -stopped) == 0
+        return AgentActivity(
+            agent_id=content.agent_id or "",
+            content_id=content.content_id,
+            thread_id=thread_id,
+            source_id=thread.source_id,
+            source_type=thread.source_type,
+            event_time=content.event_time,
+            response_seconds=response_seconds,
+            first_response=first and stopped > 0,
+            within_sla=within_sla,
+            cleared_backlog=cleared,
+        )
+
+    @staticmethod
+    def _count_waiting(state: PartitionState, source: SourceKey, delta: int) -> int:
+        counts = state.waiting_by_source
+        n = counts.get(source, 0) + delta
+        if n:
+            counts[source] = n
+        else:
+            counts.pop(source, None)
+        return n

@@ -1,0 +1,2 @@
+"""The worker API's answers as plain functions (``api``) and their OpenAPI document
+(``openapi``); the HTTP adapter is ``streams.worker.web``."""

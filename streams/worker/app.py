@@ -1,0 +1,245 @@
+"""The worker as a Faust app, built from an explicit ``Settings``: ``build_app(settings)``.
+
+``engage-streams worker`` builds it from its settings and runs it in-process; ``faust -A
+streams.app worker`` gets the same app through ``streams.app`` (built on first access).
+Nothing happens at import. What each part does:
+
+- ``engage.contents`` is consumed a fetched batch at a time by ``ContentsPipeline``
+  (``streams.worker.contents``) through ``BatchApp`` (``streams.worker.faust_batch``); the
+  declared agent only makes Faust subscribe, assign and co-partition the ``threads`` table.
+- ``threads`` (key = thread id, RocksDB by default) holds per-thread state and, under
+  ``\\x00partition:<p>``, each partition's durable totals (``streams.worker.durable``).
+- ``ClusterReplica`` (``streams.worker.cluster``) reads the agent activity and partition
+  summaries of the whole cluster, for the leaderboard API, the wallboard and ``/channels``.
+- ``WorkerWeb`` (``streams.worker.web``) serves the API, the wallboard and ``/metrics``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import mode
+from aiokafka import AIOKafkaProducer
+
+from engage_streams.settings import Settings
+from streams.core.directory import AgentProfile, Directory, load_directory
+from streams.core.gamification.leaderboard import Standings
+from streams.core.gamification.scoring import load_scoring_rules
+from streams.core.responses.channels import encode_summary, summarize
+from streams.core.responses.partition import PartitionProcessor
+from streams.core.responses.sla import SlaPolicy
+from streams.worker.cluster import ClusterReplica
+from streams.worker.contents import ContentsPipeline
+from streams.worker.enrichment import fetch_reference, merge_reference
+from streams.worker.faust_batch import BatchApp
+from streams.worker.health import WorkerHealth
+from streams.worker.web import WorkerWeb
+
+log = logging.getLogger(__name__)
+
+#: Largest changelog record: a partition record carries up to ``max_dirty_threads`` states.
+MAX_RECORD_BYTES = 16 * 1024 * 1024
+
+
+def _broker_urls(bootstrap: str) -> list[str]:
+    return [f"kafka://{server.strip()}" for server in bootstrap.split(",") if server.strip()]
+
+
+def build_app(settings: Settings) -> BatchApp:
+    """The worker's Faust app with its table, pipeline, replica, web server and timers."""
+    activity_topic = settings.activity_topic
+    summary_topic = settings.summary_topic
+    # Faust creates its data directory but not the parents of it.
+    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+
+    app = BatchApp(
+        settings.app_id,
+        broker=_broker_urls(settings.kafka_bootstrap_servers),
+        store=settings.store,
+        datadir=str(Path(settings.data_dir) / "worker-{conf.id}-{conf.web_port}"),
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replication,
+        web_port=settings.worker_web_port,
+        web_bind=settings.worker_host,
+        web_host=settings.worker_host,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        table_standby_replicas=0,
+        broker_commit_interval=2.0,
+        stream_wait_empty=False,
+        # Whole batches go to the pipeline: fetch big ones.
+        broker_max_poll_records=10_000,
+        consumer_max_fetch_size=4 * 1024 * 1024,
+    )
+
+    contents_topic = app.topic(
+        settings.topic,
+        internal=True,  # declared (created when missing) by the app
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.topic_partitions,
+    )
+
+    threads = app.Table(
+        "threads",
+        partitions=settings.topic_partitions,
+        # bytes in and out: the changelog's records are read back raw during recovery too.
+        key_type=bytes,
+        value_type=bytes,
+        extra_topic_configs={"max.message.bytes": str(MAX_RECORD_BYTES)},
+        # streams.worker.thread_store reads and writes the rocksdict databases directly.
+        options={"driver": "rocksdict"} if settings.store.startswith("rocksdb") else None,
+        help="Per-thread state and each partition's durable totals (see streams.worker.durable).",
+    )
+
+    @app.agent(contents_topic, name="contents")
+    async def contents(stream: Any) -> None:
+        """Never receives events: ``ContentsPipeline`` takes this topic's batches (see above)."""
+        async for _ in stream:  # pragma: no cover
+            pass
+
+    def _new_producer() -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=5,
+            max_batch_size=1024 * 1024,
+            max_request_size=MAX_RECORD_BYTES + 1024 * 1024,
+            request_timeout_ms=30_000,
+        )
+
+    pipeline = ContentsPipeline(
+        app=app,
+        table=threads,
+        processor=PartitionProcessor(
+            SlaPolicy.from_file(settings.sla_config),
+            reorder_window_seconds=settings.reorder_window_seconds,
+            idle_horizon_seconds=settings.thread_idle_horizon_seconds,
+        ),
+        topic=settings.topic,
+        activity_topic=activity_topic,
+        partitions=settings.topic_partitions,
+        thread_cache_size=settings.thread_cache_size,
+        producer_factory=_new_producer,
+        prepare_topics=lambda: _ensure_side_topics(),
+    )
+    app.batch_handlers[settings.topic] = pipeline.on_batch
+
+    scoring_rules = load_scoring_rules(settings.scoring_config)
+    # Agent profiles: the agents config file, completed from the Engage API when configured
+    # (``_refresh_reference``). The directory is a read-only view over this dict.
+    configured = load_directory(settings.agents_config)
+    agent_profiles: dict[str, AgentProfile] = dict(configured.profiles)
+    configured_agents = frozenset(agent_profiles)
+    directory = Directory(MappingProxyType(agent_profiles))
+    source_names: dict[str, str] = dict(configured.sources)
+    standings = Standings(scoring_rules, settings.timezone, directory)
+    replica = ClusterReplica(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        activity_topic=activity_topic,
+        summary_topic=summary_topic,
+        standings=standings,
+    )
+    health = WorkerHealth()
+    web = WorkerWeb(
+        settings=settings,
+        pipeline=pipeline,
+        replica=replica,
+        directory=directory,
+        source_names=source_names,
+        contents_topic=settings.topic,
+        health=health,
+    )
+    app.web_server(web)
+
+    def _owned_partitions(assigned: Any) -> set[int]:
+        return {tp.partition for tp in assigned if tp.topic == settings.topic}
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def _on_revoked(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+        revoked = args[0] if args else kwargs.get("revoked", set())
+        await pipeline.on_revoked(_owned_partitions(revoked))
+
+    @app.on_rebalance_complete.connect  # type: ignore[arg-type]
+    async def _on_rebalance_complete(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+        await pipeline.on_assigned(_owned_partitions(app.assignor.assigned_actives()))
+        health.rebalances += 1
+        if pipeline.producer is not None:
+            health.ready_again("starting")
+
+    @app.timer(0.5)  # type: ignore[untyped-decorator]
+    async def _tick() -> None:
+        await pipeline.tick()
+
+    @app.service
+    class ClusterServices(mode.Service):
+        """Creates the side topics, runs the replica, publishes partition summaries."""
+
+        async def on_start(self) -> None:
+            await pipeline.start()  # declares the side topics the replica reads
+            if health.rebalances:
+                health.ready_again("starting")
+            await replica.start()
+            await _refresh_reference()
+
+        @mode.Service.timer(600.0)
+        async def _refresh(self) -> None:
+            await _refresh_reference()
+
+        async def on_stop(self) -> None:
+            await replica.stop()
+            await pipeline.stop()
+
+        @mode.Service.timer(2.0)
+        async def _publish_summaries(self) -> None:
+            producer = pipeline.producer
+            if producer is None:
+                return
+            now = time.time()
+            sends = [
+                await producer.send(
+                    summary_topic,
+                    key=str(partition).encode(),
+                    value=encode_summary(summarize(partition, state, now)),
+                )
+                for partition, state in pipeline.snapshots().items()
+            ]
+            if sends:
+                await asyncio.gather(*sends)
+
+    async def _ensure_side_topics() -> None:
+        await app.topic(
+            activity_topic, partitions=settings.topic_partitions, value_serializer="raw"
+        ).maybe_declare()
+        await app.topic(
+            summary_topic,
+            partitions=settings.topic_partitions,
+            value_serializer="raw",
+            compacting=True,
+            deleting=False,
+        ).maybe_declare()
+
+    async def _refresh_reference() -> None:
+        """Agent names and teams, channel names from the Engage API (the config file wins)."""
+        if not (settings.engage_api_url and settings.engage_api_token):
+            return
+        try:
+            reference = await fetch_reference(settings.engage_api_url, settings.engage_api_token)
+        except Exception as exc:
+            log.warning("could not read names from the Engage API: %s", exc)
+            return
+        merge_reference(agent_profiles, source_names, reference, configured_agents)
+        source_names.update(configured.sources)  # the config file wins for channels too
+        log.info(
+            "names read from the Engage API: agents=%d sources=%d",
+            len(reference.agents),
+            len(reference.sources),
+        )
+
+    return app

@@ -1,0 +1,127 @@
+"""What every worker knows about the whole cluster: standings and channel figures.
+
+Per-agent activity is partitioned by agent on ``engage.agent-activity``; each partition's
+channel figures are published by its owner on the compacted ``engage.partition-summaries``
+(key = partition). Every worker reads *all* partitions of both topics (no consumer group,
+from the beginning) into a local replica, so any worker answers the leaderboard, an agent's
+rank and the channels view for the whole cluster -- the same answer from every worker once
+it has caught up.
+
+``ClusterReplica`` is the I/O; ``Standings`` (the rules) and ``merge_channels`` are pure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+import msgspec
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from streams.core.gamification.activity import decode_activity
+from streams.core.gamification.leaderboard import Standings
+from streams.core.responses.channels import PartitionSummary, decode_summary
+
+log = logging.getLogger(__name__)
+
+
+class ClusterReplica:
+    """Reads the activity and summary topics in full and keeps the cluster-wide view."""
+
+    def __init__(
+        self,
+        *,
+        bootstrap_servers: str,
+        activity_topic: str,
+        summary_topic: str,
+        standings: Standings,
+        prune_every_seconds: float = 60.0,
+    ) -> None:
+        self.prune_every = prune_every_seconds
+        self.bootstrap_servers = bootstrap_servers
+        self.activity_topic = activity_topic
+        self.summary_topic = summary_topic
+        self.standings = standings
+        self.summaries: dict[int, PartitionSummary] = {}
+        self.undecodable = 0
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._assigned: set[TopicPartition] = set()
+
+    async def start(self) -> None:
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap_servers,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+        )
+        await self._consumer.start()
+        await self._assign_all()
+        self._task = asyncio.create_task(self._run(), name="cluster-replica")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+
+    async def _assign_all(self) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        wanted: set[TopicPartition] = set()
+        # The metadata of every topic: the client's own refresh asks only for the topics it
+        # is assigned, so a topic created after we started would never show up.
+        cluster = await consumer._client.fetch_all_metadata()
+        for topic in (self.activity_topic, self.summary_topic):
+            partitions = cluster.partitions_for_topic(topic) or set()
+            wanted.update(TopicPartition(topic, p) for p in partitions)
+        if wanted != self._assigned:
+            new = wanted - self._assigned
+            consumer.assign(sorted(wanted))
+            if new:
+                await consumer.seek_to_beginning(*new)
+            self._assigned = wanted
+
+    async def _run(self) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        rounds = 0
+        last_prune = time.monotonic()
+        while True:
+            batches = await consumer.getmany(timeout_ms=500, max_records=5000)
+            if not batches and time.monotonic() - last_prune >= self.prune_every:
+                # Caught up: fold per-activity detail that no window needs into the totals.
+                self.standings.prune(time.time())
+                last_prune = time.monotonic()
+            for tp, records in batches.items():
+                if tp.topic == self.activity_topic:
+                    for record in records:
+                        try:
+                            self.standings.add(decode_activity(record.value))
+                        except (msgspec.DecodeError, msgspec.ValidationError, TypeError):
+                            self.undecodable += 1
+                else:
+                    for record in records:
+                        if record.value is None:
+                            continue
+                        try:
+                            summary = decode_summary(record.value)
+                        except (msgspec.DecodeError, msgspec.ValidationError):
+                            self.undecodable += 1
+                            continue
+                        self.summaries[summary.partition] = summary
+            rounds += 1
+            complete = {tp.topic for tp in self._assigned} == {
+                self.activity_topic,
+                self.summary_topic,
+            }
+            if not complete or rounds % 20 == 0:
+                # Topics may gain partitions or appear after we started.
+                await self._assign_all()
