@@ -58,6 +58,7 @@ log = logging.getLogger("connectors.server")
 
 METRICS: Final = web.AppKey("metrics", ConnectorMetrics)
 MAX_VALIDATION_TOKEN_CHARS: Final = 1024
+METRICS_CACHE_SECONDS: Final = 0.5
 Parser = Callable[..., Delivery]
 
 
@@ -109,6 +110,7 @@ class _Receiver:
         # label children, looked up once (prometheus_client's labels() takes a lock)
         self._request_counters: dict[tuple[str, int], Counter] = {}
         self._published_counters: dict[str, Counter] = {}
+        self._exposition: tuple[float, bytes] | None = None
 
     # --- Engage classic -------------------------------------------------------------------
     async def engage_handshake(self, request: web.Request) -> web.Response:
@@ -237,9 +239,12 @@ class _Receiver:
         return web.Response(status=503, text="not ready: Kafka is unreachable\n")
 
     async def metrics_page(self, request: web.Request) -> web.Response:
-        return web.Response(
-            body=self.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST}
-        )
+        # Rendered at most once per METRICS_CACHE_SECONDS: a client pipelining /metrics (a
+        # slow reader) must not turn into CPU taken from the deliveries.
+        now = time.monotonic()
+        if self._exposition is None or now - self._exposition[0] >= METRICS_CACHE_SECONDS:
+            self._exposition = (now, self.metrics.exposition())
+        return web.Response(body=self._exposition[1], headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     def _count(self, endpoint: Endpoint, code: int) -> None:
         child = self._request_counters.get((endpoint, code))
