@@ -81,6 +81,9 @@ DEAD_LETTER_REASONS: Final = (
 )
 
 AGENT_STATUSES: Final = frozenset({"user_reply", "user_initiated", "pending_approval"})
+# Dead letters keep this many levels of nesting (orjson.dumps refuses more than 255).
+MAX_DEAD_LETTER_DEPTH: Final = 32
+TRUNCATED: Final = "<nested deeper than 32 levels: dropped>"
 # Keys holding someone's words: dropped from dead letters unless forwarding is on.
 WORDS_KEYS: Final = frozenset(
     {"body", "body_formatted", "bodyFormatted", "title", "thread_title", "threadTitle", "subject"}
@@ -249,7 +252,7 @@ def backfill_record(
     second backfill of the same content is recognisably the same event).
     """
     if not isinstance(content, dict):
-        return DeadLetter(NOT_AN_OBJECT, content)
+        return DeadLetter(NOT_AN_OBJECT, _redacted(content, forward_body))
     content_id = content.get("id")
     event = {
         "type": "content.imported",
@@ -284,23 +287,36 @@ def dead_letter_value(
     )
 
 
-def strip_words(value: Any) -> Any:
-    """``value`` without the text fields that may hold a customer's words (recursive)."""
+def strip_words(value: Any, *, keep_words: bool = False, depth: int = 0) -> Any:
+    """``value`` without the text fields that may hold a customer's words (recursive), and
+    with whatever is nested deeper than ``MAX_DEAD_LETTER_DEPTH`` replaced by ``TRUNCATED``
+    (so that no hostile nesting exhausts the stack or the JSON encoder of the DLQ record).
+    ``keep_words`` (body forwarding on) keeps the words but still bounds the depth."""
+    if isinstance(value, dict | list) and depth >= MAX_DEAD_LETTER_DEPTH:
+        return TRUNCATED
     if isinstance(value, dict):
         return {
-            k: strip_words(v)
+            k: strip_words(v, keep_words=keep_words, depth=depth + 1)
             for k, v in value.items()
-            if k not in WORDS_KEYS or isinstance(v, dict | list)
+            if keep_words or k not in WORDS_KEYS or isinstance(v, dict | list)
         }
     if isinstance(value, list):
-        return [strip_words(v) for v in value]
+        return [strip_words(v, keep_words=keep_words, depth=depth + 1) for v in value]
     return value
 
 
-@functools.lru_cache(maxsize=256)
 def snake_status(status: str) -> str:
     """``UserReply`` / ``user_reply`` / ``pending approval`` -> ``user_reply`` style."""
+    if len(status) > 64:  # not a status anyone sends: do not let it take a cache slot
+        return _snake(status)
+    return _cached_snake(status)
+
+
+def _snake(status: str) -> str:
     return _SEPARATORS.sub("_", _CAMEL_BOUNDARY.sub(r"\1_\2", status)).lower()
+
+
+_cached_snake = functools.lru_cache(maxsize=256)(_snake)
 
 
 _CAMEL_BOUNDARY = re.compile(r"([a-z0-9])([A-Z])")
@@ -349,7 +365,7 @@ def _load_object(raw: bytes) -> dict[str, Any]:
 
 
 def _redacted(event: Any, forward_body: bool) -> Any:
-    return event if forward_body else strip_words(event)
+    return strip_words(event, keep_words=forward_body)
 
 
 def _classic_record(event: Any, received_at: datetime, forward_body: bool) -> ContentEvent:
@@ -511,8 +527,11 @@ def _timestamp(value: Any) -> datetime | None:
         return None
     try:
         moment = datetime.fromisoformat(value)
-    except ValueError:
+        if moment.tzinfo is None:  # Engage writes UTC; a missing offset means UTC
+            return moment.replace(tzinfo=UTC)
+        return moment.astimezone(UTC)
+    except (
+        ValueError,
+        OverflowError,
+    ):  # overflow: e.g. 0001-01-01T00:00+01:00 is before UTC's year 1
         raise _Rejected(INVALID_TIMESTAMP) from None
-    if moment.tzinfo is None:  # Engage writes UTC; a missing offset means UTC
-        return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)

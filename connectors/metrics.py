@@ -2,7 +2,7 @@
 
 Names are the public contract (shared/CONTRACT.md, and the names agreed in the team brief for
 the resolver); labels hold only bounded values: endpoint names, HTTP codes, event types,
-dead-letter reasons, resolver outcomes. Never ids of people or words.
+dead-letter, rejection and resolver outcomes. Never ids of people or words.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Final
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from connectors.envelopes import DEAD_LETTER_REASONS
+from connectors.http_limits import REJECTION_REASONS
 
 #: Every HTTP code ``connectors.server`` answers on each webhook endpoint. Each pair is
 #: exported at 0 from the start, so "5xx per second" or "401 share" read 0, never "no data",
@@ -34,6 +35,35 @@ UNRESOLVED_OUTCOMES = ("queued", "resolved", "retried", "dead_letter")
 PUBLISH_LATENCY_BUCKETS = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
+
+
+_CLASSIC_TYPES = (
+    "content.imported", "content.replied", "content.discussion_initiated", "content.approved",
+    "content.exported", "content.update_exported", "content.thread_closed",
+    "content.thread_opened", "content.thread_auto_closed",
+)  # fmt: skip
+_PLATFORM_EVENTS = (
+    "Imported", "Exported", "DiscussionInitiated", "Replied", "Approved", "UpdateExported",
+    "ThreadClosed", "ThreadOpened", "ThreadAutoClosed",
+)  # fmt: skip
+KNOWN_EVENT_TYPES = frozenset(
+    (
+        *_CLASSIC_TYPES,
+        *(
+            f"{prefix}/contents/{name}"
+            for prefix in ("/cx/social-messaging/v1", "/engage/advanced-messaging/v1")
+            for name in _PLATFORM_EVENTS
+        ),
+    )
+)
+OTHER_EVENT_TYPE = "other"
+
+
+def event_type_label(event_type: str) -> str:
+    """The ``event_type`` label of a published event: the type when it is one Engage or the
+    platform documents, else ``other`` (an event type is sender-chosen text: as a label it
+    could grow the series without bound or carry anything)."""
+    return event_type if event_type in KNOWN_EVENT_TYPES else OTHER_EVENT_TYPE
 
 
 class ConnectorMetrics:
@@ -96,6 +126,14 @@ class ConnectorMetrics:
             "Partitions of the unresolved-notifications topic this connector resolves now.",
             registry=self.registry,
         )
+        self.rejected = Counter(
+            "engage_webhook_rejected",
+            "Requests or connections refused by the connector's HTTP limits, by reason.",
+            ["reason"],
+            registry=self.registry,
+        )
+        for reason in REJECTION_REASONS:
+            self.rejected.labels(reason=reason)
         self.publish_latency = Histogram(
             "engage_publish_latency_seconds",
             "Time from handing a delivery's records to the producer to Kafka's acknowledgement.",

@@ -1,17 +1,19 @@
 """The webhook receiver: Engage deliveries in, canonical records acknowledged by Kafka out.
 
 Thin HTTP shell over ``envelopes`` (what a delivery means) and ``publisher`` (Kafka). Order
-of checks on a delivery: authenticity (401, before reading the body), size (413, enforced
-while reading), envelope (400, says what is wrong), Kafka (503 + Retry-After when it does not
-acknowledge every record in ``ENGAGE_PUBLISH_TIMEOUT_SECONDS``), else 200. A thin platform
-notification is written to ``ENGAGE_UNRESOLVED_TOPIC`` under the same rule (200 only once
-Kafka acknowledged it); ``connectors.resolver`` turns it into a record later. Logs are
-``key=value`` lines that never hold message bodies or secrets.
+of checks on a delivery: the connection's HTTP limits (``http_limits``: header size and time,
+connection count), authenticity (401, before reading the body), size and time of the body
+(413 / 408, enforced while reading), envelope (400, says what is wrong), Kafka (503 +
+Retry-After when it does not acknowledge every record in ``ENGAGE_PUBLISH_TIMEOUT_SECONDS``),
+else 200. A thin platform notification is written to ``ENGAGE_UNRESOLVED_TOPIC`` under the
+same rule (200 only once Kafka acknowledged it); ``connectors.resolver`` turns it into a
+record later. Logs are ``key=value`` lines that never hold message bodies or secrets.
 
 ``create_app(settings, publisher)`` builds the aiohttp app (tests run it in-process);
-``serve(settings)`` runs it with the resolver and the agent-id refresher;
-``main(settings, argv)`` is ``engage-streams connector`` (``--redrive-dlq`` re-queues the
-``unresolved_content`` dead letters and exits).
+``connector_runner(settings, app)`` is the runner that applies the HTTP limits;
+``serve(settings)`` runs it with the resolver, the agent-id refresher and the subscription
+keeper; ``main(settings, argv)`` is ``engage-streams connector`` (``--redrive-dlq`` re-queues
+the ``unresolved_content`` dead letters and exits).
 """
 
 from __future__ import annotations
@@ -46,7 +48,14 @@ from connectors.envelopes import (
     parse_platform,
     unresolved_value,
 )
-from connectors.metrics import ConnectorMetrics
+from connectors.http_limits import (
+    BODY_TIMEOUT,
+    BODY_TOO_LARGE,
+    HttpLimits,
+    LimitedAppRunner,
+    headers_read,
+)
+from connectors.metrics import ConnectorMetrics, event_type_label
 from connectors.publisher import KafkaPublisher, Message, Publisher, PublishError
 from connectors.resolver import ContentLookup, Resolver, redrive_unresolved
 from connectors.subscription import SubscriptionKeeper, renewal_reminder_of
@@ -59,6 +68,7 @@ log = logging.getLogger("connectors.server")
 
 METRICS: Final = web.AppKey("metrics", ConnectorMetrics)
 MAX_VALIDATION_TOKEN_CHARS: Final = 1024
+METRICS_CACHE_SECONDS: Final = 0.5
 Parser = Callable[..., Delivery]
 
 
@@ -84,11 +94,12 @@ def create_app(
     caller). ``agent_ids`` maps platform extension ids to Engage user ids (see
     ``connectors.agents``); it may grow while the app runs."""
     check_authentication(settings)
+    HttpLimits.of(settings)  # refuse unusable limits before serving anything
     receiver = _Receiver(
         settings, publisher, metrics or ConnectorMetrics(), agent_ids or AgentIds()
     )
     receiver.on_renewal_reminder = on_renewal_reminder
-    app = web.Application()
+    app = web.Application(middlewares=[headers_read])
     app[METRICS] = receiver.metrics
     app.router.add_get("/webhooks/engage", receiver.engage_handshake)
     app.router.add_post("/webhooks/engage", receiver.engage_delivery)
@@ -97,6 +108,17 @@ def create_app(
     app.router.add_get("/readyz", receiver.readyz)
     app.router.add_get("/metrics", receiver.metrics_page)
     return app
+
+
+def connector_runner(settings: Settings, app: web.Application) -> web.AppRunner:
+    """The runner serving ``app`` (from ``create_app``) within the settings' HTTP limits."""
+    metrics = app[METRICS]
+    return LimitedAppRunner(
+        app,
+        HttpLimits.of(settings),
+        lambda reason: metrics.rejected.labels(reason).inc(),
+        access_log=None,
+    )
 
 
 class _Receiver:
@@ -119,6 +141,7 @@ class _Receiver:
         # label children, looked up once (prometheus_client's labels() takes a lock)
         self._request_counters: dict[tuple[str, int], Counter] = {}
         self._published_counters: dict[str, Counter] = {}
+        self._exposition: tuple[float, bytes] | None = None
 
     # --- Engage classic -------------------------------------------------------------------
     async def engage_handshake(self, request: web.Request) -> web.Response:
@@ -184,8 +207,22 @@ class _Receiver:
     async def _accept(
         self, endpoint: Endpoint, request: web.Request, parse: Parser
     ) -> web.Response:
-        raw = await _read_bounded(request, self.settings.max_body_bytes)
+        body_timeout = self.settings.connector_body_timeout_seconds
+        try:
+            async with asyncio.timeout(body_timeout):
+                raw = await _read_bounded(request, self.settings.max_body_bytes)
+        except TimeoutError:
+            self.metrics.rejected.labels(BODY_TIMEOUT).inc()
+            response = self._refuse(endpoint, 408, f"body not received within {body_timeout} s")
+            response.force_close()
+            # Answer, then close at once: aiohttp would otherwise wait (lingering) for the rest
+            # of a body that the client is only trickling.
+            await response.prepare(request)
+            await response.write_eof()
+            request.protocol.force_close()
+            return response
         if raw is None:
+            self.metrics.rejected.labels(BODY_TOO_LARGE).inc()
             response = self._refuse(
                 endpoint, 413, f"body larger than {self.settings.max_body_bytes} bytes"
             )
@@ -264,9 +301,12 @@ class _Receiver:
         return web.Response(status=503, text="not ready: Kafka is unreachable\n")
 
     async def metrics_page(self, request: web.Request) -> web.Response:
-        return web.Response(
-            body=self.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST}
-        )
+        # Rendered at most once per METRICS_CACHE_SECONDS: a client pipelining /metrics (a
+        # slow reader) must not turn into CPU taken from the deliveries.
+        now = time.monotonic()
+        if self._exposition is None or now - self._exposition[0] >= METRICS_CACHE_SECONDS:
+            self._exposition = (now, self.metrics.exposition())
+        return web.Response(body=self._exposition[1], headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     def _count(self, endpoint: Endpoint, code: int) -> None:
         child = self._request_counters.get((endpoint, code))
@@ -277,11 +317,10 @@ class _Receiver:
         child.inc()
 
     def _published(self, event_type: str) -> Counter:
-        child = self._published_counters.get(event_type)
+        label = event_type_label(event_type)  # a bounded set of values
+        child = self._published_counters.get(label)
         if child is None:
-            if len(self._published_counters) > 1000:  # event types are few; stay bounded
-                self._published_counters.clear()
-            child = self._published_counters[event_type] = self.metrics.published.labels(event_type)
+            child = self._published_counters[label] = self.metrics.published.labels(label)
         return child
 
     def _refuse(self, endpoint: Endpoint, code: int, message: str) -> web.Response:
@@ -300,7 +339,8 @@ def _same(given: str | None, expected: str) -> bool:
 
 
 async def _read_bounded(request: web.Request, limit: int) -> bytes | None:
-    """The body, or ``None`` as soon as it is known to exceed ``limit`` bytes."""
+    """The body, or ``None`` as soon as it is known to exceed ``limit`` bytes (the caller
+    bounds the time: a client trickling its body must not hold a connection for ever)."""
     declared = request.content_length
     if declared is not None and declared > limit:
         return None
@@ -367,6 +407,7 @@ def main(settings: Settings, argv: list[str]) -> int:
         return _redrive(settings)
     try:
         check_authentication(settings)
+        HttpLimits.of(settings)
     except SettingsError as error:
         print(f"engage-streams connector: {error}", file=sys.stderr)
         return 2
@@ -399,7 +440,9 @@ CONNECTOR_SETTINGS: Final = (
     "CONNECTOR_PORT", "ENGAGE_WEBHOOK_SECRET", "ENGAGE_ALLOW_UNAUTHENTICATED",
     "ENGAGE_VERIFY_TOKEN", "RINGCENTRAL_VERIFICATION_TOKEN", "ENGAGE_FORWARD_BODY",
     "ENGAGE_MAX_BODY_BYTES", "ENGAGE_PUBLISH_TIMEOUT_SECONDS", "ENGAGE_TOPIC_PARTITIONS",
-    "ENGAGE_TOPIC_REPLICATION",
+    "ENGAGE_TOPIC_REPLICATION", "CONNECTOR_MAX_HEADER_BYTES", "CONNECTOR_MAX_HEADERS",
+    "CONNECTOR_HEADER_TIMEOUT_SECONDS", "CONNECTOR_BODY_TIMEOUT_SECONDS",
+    "CONNECTOR_KEEPALIVE_TIMEOUT_SECONDS", "CONNECTOR_MAX_CONNECTIONS",
 )  # fmt: skip
 
 
@@ -448,7 +491,8 @@ async def serve(
         lookup = platform_client
     resolver = Resolver(settings, lookup, publisher, metrics, agent_ids=agent_ids)
     keeper = await _start_keeper(settings, platform_client, metrics)
-    runner = web.AppRunner(
+    runner = connector_runner(
+        settings,
         create_app(
             settings,
             publisher,
@@ -456,7 +500,6 @@ async def serve(
             agent_ids=agent_ids,
             on_renewal_reminder=None if keeper is None else keeper.on_renewal_reminder,
         ),
-        access_log=None,
     )
     await runner.setup()
     site = web.TCPSite(runner, settings.connector_host, settings.connector_port)

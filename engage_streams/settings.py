@@ -148,6 +148,49 @@ class Settings:
             "help": "how long a delivery waits for Kafka before 503",
         },
     )
+    # HTTP limits of the connector (it faces the internet): see connectors/http_limits.py.
+    connector_max_header_bytes: int = field(
+        default=8190,
+        metadata={
+            "env": "CONNECTOR_MAX_HEADER_BYTES",
+            "help": "longest request line or header field (431 above)",
+        },
+    )
+    connector_max_headers: int = field(
+        default=64,
+        metadata={
+            "env": "CONNECTOR_MAX_HEADERS",
+            "help": "most header fields in one request (431 above)",
+        },
+    )
+    connector_header_timeout_seconds: float = field(
+        default=10.0,
+        metadata={
+            "env": "CONNECTOR_HEADER_TIMEOUT_SECONDS",
+            "help": "a new connection's request headers arrive within (408)",
+        },
+    )
+    connector_body_timeout_seconds: float = field(
+        default=10.0,
+        metadata={
+            "env": "CONNECTOR_BODY_TIMEOUT_SECONDS",
+            "help": "a request body arrives completely within (408)",
+        },
+    )
+    connector_keepalive_timeout_seconds: float = field(
+        default=30.0,
+        metadata={
+            "env": "CONNECTOR_KEEPALIVE_TIMEOUT_SECONDS",
+            "help": "an idle kept-alive connection is closed after",
+        },
+    )
+    connector_max_connections: int = field(
+        default=512,
+        metadata={
+            "env": "CONNECTOR_MAX_CONNECTIONS",
+            "help": "open connections at most; more are answered 503 and closed",
+        },
+    )
     worker_host: str = field(
         default="127.0.0.1",
         metadata={"env": "WORKER_WEB_HOST", "help": "address of the worker's HTTP server"},
@@ -157,6 +200,20 @@ class Settings:
         metadata={
             "env": "WORKER_WEB_PORT",
             "help": "worker HTTP port: leaderboard API, wallboard, /metrics",
+        },
+    )
+    worker_api_token: str | None = field(
+        default=None,
+        metadata={
+            "env": "WORKER_API_TOKEN",
+            "help": "bearer token of the worker API, wallboard, /metrics (unset = open)",
+        },
+    )
+    worker_cors_origin: str | None = field(
+        default=None,
+        metadata={
+            "env": "WORKER_CORS_ORIGIN",
+            "help": "browser origin allowed to call the worker API (unset = no CORS)",
         },
     )
     timezone: str = field(

@@ -2,7 +2,9 @@
 
 A thin aiohttp adapter: each route parses nothing itself and calls the framework-free
 handlers of ``streams.core.views.api`` with the cluster-wide view (``ClusterReplica``), then writes
-their ``(status, body)``. Started by Faust after table recovery (``app.web_server``).
+their ``(status, body)``. Started by Faust after table recovery (``app.web_server``). Who may
+call it, with which method and from which origin: ``streams.worker.access`` (read-only, optional
+bearer token ``WORKER_API_TOKEN``, CORS only for ``WORKER_CORS_ORIGIN``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from streams.core.directory import Directory
 from streams.core.responses.channels import merge_channels
 from streams.core.views import api
 from streams.core.views.openapi import openapi_document
+from streams.worker.access import AccessPolicy, access_middleware
 from streams.worker.cluster import ClusterReplica
 from streams.worker.contents import ContentsPipeline
 from streams.worker.health import WorkerHealth
@@ -63,10 +66,13 @@ class WorkerWeb(mode.Service):
             top_n=settings.leaderboard_top_n,
             health=health,
         )
+        self.access = AccessPolicy.of(settings)
         self._runner: web.AppRunner | None = None
 
     def web_application(self) -> web.Application:
-        application = web.Application(client_max_size=64 * 1024)
+        application = web.Application(
+            client_max_size=64 * 1024, middlewares=[access_middleware(self.access)]
+        )
         application.add_routes(
             [
                 web.get("/api/v1/leaderboard", self.leaderboard),
@@ -127,7 +133,7 @@ class WorkerWeb(mode.Service):
         return _json(status, body)
 
     async def openapi(self, request: web.Request) -> web.Response:
-        return _json(200, openapi_document())
+        return _json(200, openapi_document(bearer_token=self.access.token is not None))
 
     async def wallboard(self, request: web.Request) -> web.Response:
         page = resources.files("streams.worker").joinpath("wallboard.html").read_text("utf-8")

@@ -71,12 +71,18 @@ class WorkerProcess:
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    @property
+    def auth(self) -> dict[str, str]:
+        """The ``Authorization`` header its API needs (none unless WORKER_API_TOKEN is set)."""
+        token = self.settings.worker_api_token
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
     def get(self, path: str, **params: str) -> httpx.Response:
-        return httpx.get(self.url + path, params=params, timeout=5.0)
+        return httpx.get(self.url + path, params=params, headers=self.auth, timeout=5.0)
 
     def scrape(self) -> str | None:
         try:
-            response = httpx.get(self.url + "/metrics", timeout=5.0)
+            response = httpx.get(self.url + "/metrics", headers=self.auth, timeout=5.0)
         except httpx.HTTPError:
             return None
         return response.text if response.status_code == 200 else None

@@ -49,7 +49,14 @@ class ChannelSummary(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def _error(status: int, message: str) -> tuple[int, Body]:
+    # Errors name the parameter, never echo a value: whatever a client put in a URL (a token
+    # pasted by mistake, someone's words) must not come back in an answer or a proxy's cache.
     return status, {"error": message}
+
+
+def _echo(name: str) -> str:
+    """A parameter name as shown in an error: itself when it looks like one, else nothing."""
+    return repr(name) if name.isidentifier() and len(name) <= 32 else "(name not shown)"
 
 
 def leaderboard_view(
@@ -60,18 +67,17 @@ def leaderboard_view(
         if key not in LEADERBOARD_PARAMETERS:
             return _error(
                 400,
-                f"unknown query parameter {key!r} (expected {', '.join(LEADERBOARD_PARAMETERS)})",
+                f"unknown query parameter {_echo(key)} "
+                f"(expected {', '.join(LEADERBOARD_PARAMETERS)})",
             )
     window = query.get("window", DEFAULT_WINDOW)
     if window not in WINDOWS:
-        return _error(400, f"window must be one of {', '.join(WINDOWS)} (got {window!r})")
+        return _error(400, f"window must be one of {', '.join(WINDOWS)}")
     raw_limit = query.get("limit", str(DEFAULT_LIMIT))
     is_number = raw_limit.isascii() and raw_limit.isdigit()
     limit = int(raw_limit) if is_number else 0
     if not 1 <= limit <= MAX_LIMIT:
-        return _error(
-            400, f"limit must be a whole number from 1 to {MAX_LIMIT} (got {raw_limit!r})"
-        )
+        return _error(400, f"limit must be a whole number from 1 to {MAX_LIMIT}")
     source = query.get("source") or None
     team = query.get("team") or None
     entries = standings.leaderboard(window, now, source=source, team=team, limit=limit)
@@ -95,7 +101,7 @@ def agent_view(
     """``GET /api/v1/agents/{agent_id}``: the agent in every window; 404 if never heard of."""
     summary = standings.agent(agent_id, now)
     if summary is None and agent_id not in directory:
-        return _error(404, f"unknown agent {agent_id!r}: no activity and not in the agents config")
+        return _error(404, "unknown agent: no activity and not in the agents config")
     if summary is None:
         empty = {"rank": None, "score": 0.0, "replies": 0, "median_response_seconds": None}
         windows: dict[str, Any] = {w: {**empty, "badges": []} for w in WINDOWS}

@@ -133,8 +133,31 @@ def _query(name: str, schema: Schema, description: str) -> Schema:
     }
 
 
-def openapi_document() -> dict[str, Any]:
-    """The OpenAPI 3.0.3 document of the leaderboard, agents and channels endpoints."""
+def openapi_document(*, bearer_token: bool = False) -> dict[str, Any]:
+    """The OpenAPI 3.0.3 document of the leaderboard, agents and channels endpoints.
+
+    ``bearer_token``: the worker requires ``Authorization: Bearer <WORKER_API_TOKEN>``; the
+    document then says so (security scheme, and a 401 answer on every operation).
+    """
+    document = _document()
+    if bearer_token:
+        document["components"]["securitySchemes"] = {
+            "bearerToken": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "the worker's WORKER_API_TOKEN",
+            }
+        }
+        document["security"] = [{"bearerToken": []}]
+        for operations in document["paths"].values():
+            for operation in operations.values():
+                operation["responses"]["401"] = _json_response(
+                    "The bearer token is missing or wrong", "Error"
+                )
+    return document
+
+
+def _document() -> dict[str, Any]:
     return {
         "openapi": "3.0.3",
         "info": {

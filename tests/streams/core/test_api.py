@@ -175,6 +175,9 @@ def test_leaderboard_rejects_bad_parameters_naming_them(query: dict[str, str], n
     assert status == 400
     assert set(body) == {"error"}
     assert names in body["error"]
+    for value in query.values():
+        if len(value) > 1:
+            assert repr(value) not in body["error"]
 
 
 # -- agents --------------------------------------------------------------------------------------
@@ -201,7 +204,8 @@ def test_agent_view() -> None:
 def test_unknown_agent_is_404_but_a_configured_agent_has_zeros() -> None:
     standings = sample_standings()
     status, body = agent_view(standings, DIRECTORY, "nobody", NOW)
-    assert status == 404 and "nobody" in body["error"]
+    # Says what is wrong without echoing the id (errors never reflect a client's values).
+    assert status == 404 and "unknown agent" in body["error"] and "nobody" not in body["error"]
     status, body = agent_view(standings, DIRECTORY, "agent-9", NOW)
     assert status == 200 and body["windows"]["week"]["replies"] == 0
     assert body["windows"]["week"]["rank"] is None
