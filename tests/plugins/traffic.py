@@ -97,7 +97,9 @@ def recent_events(seed: int, threads: int, agents: int = 12) -> list[ContentEven
     return generate(config)
 
 
-def deliveries_of(events: Sequence[ContentEvent], per_delivery: int = 2) -> list[list[ContentEvent]]:
+def deliveries_of(
+    events: Sequence[ContentEvent], per_delivery: int = 2
+) -> list[list[ContentEvent]]:
     return [list(events[i : i + per_delivery]) for i in range(0, len(events), per_delivery)]
 
 
@@ -111,6 +113,7 @@ class SenderReport:
     attempts: int = 0
     refused: Counter[str] = field(default_factory=Counter)  # "503", "ConnectError", ...
     given_up: int = 0
+    in_flight: int = 0  # requests sent and not answered yet
 
     def acknowledged_events(self) -> list[ContentEvent]:
         with self.lock:
@@ -191,6 +194,7 @@ class EngageSender:
         for attempt in range(10_000):
             with report.lock:
                 report.attempts += 1
+                report.in_flight += 1
             try:
                 response = await client.post("/webhooks/engage", content=body, headers=headers)
             except httpx.HTTPError as error:
@@ -204,6 +208,9 @@ class EngageSender:
                 outcome = str(response.status_code)
                 if response.status_code in (400, 401, 403, 413):
                     raise AssertionError(f"delivery refused {outcome}: {response.text}")
+            finally:
+                with report.lock:
+                    report.in_flight -= 1
             with report.lock:
                 report.refused[outcome] += 1
             if time.monotonic() - first > self.give_up_after:
@@ -221,7 +228,7 @@ def expected_contents(events: Iterable[ContentEvent]) -> Counter[ContentKey]:
         if event.automatic or event.content_id in seen:
             continue
         seen.add(event.content_id)
-        out[(event.source_id, event.source_type or "", event.direction)] += 1
+        out[(event.source_id or "", event.source_type or "", event.direction)] += 1
     return out
 
 
