@@ -72,6 +72,13 @@ def build_app(settings: Settings) -> BatchApp:
         producer_acks=-1,
         table_standby_replicas=0,
         broker_commit_interval=2.0,
+        # A worker that died (kill -9, a lost node) holds its partitions until its session
+        # expires, and a joining worker waits for the rebalance: 60 s each by default.
+        # Heartbeats come from the consumer's own thread, so a busy worker still sends them;
+        # 30 s leaves room for a revoked partition's last flush (LAST_FLUSH_PATIENCE_SECONDS).
+        broker_session_timeout=15.0,
+        broker_heartbeat_interval=3.0,
+        broker_rebalance_timeout=30.0,
         stream_wait_empty=False,
         # Whole batches go to the pipeline: fetch big ones.
         broker_max_poll_records=10_000,

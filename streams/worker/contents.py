@@ -112,6 +112,7 @@ class ContentsPipeline:
         self._committing: asyncio.Task[None] | None = None
         self.commit_timeout = commit_timeout_seconds
         self._probing: asyncio.Task[None] | None = None
+        self._unwritable: set[int] = set()  # partitions whose local store refuses writes
         self._producer_lock = asyncio.Lock()
         self._activity_partitions: int | None = None
         self._crashing: asyncio.Future[Any] | None = None
@@ -269,6 +270,9 @@ class ContentsPipeline:
         self.owned.pop(partition, None)
         self._outbox.pop(partition, None)
         self._to_commit.pop(partition, None)
+        self._unwritable.discard(partition)
+        if not self._unwritable:
+            self.health.ready_again("state_unwritable")
         self._inflight.pop(partition, None)
         self._last_expiry.pop(partition, None)
         self._local.pop(partition, None)
@@ -368,13 +372,50 @@ class ContentsPipeline:
         if sent is None:
             return  # revoked meanwhile: the new owner recovers from the changelog
         last_offset, in_last = sent
-        apply_locally(batch, self._local[partition], durable.threads)
-        # The store's recovery resumes after the last changelog offset it has applied.
-        self._local[partition].set_changelog_offset(last_offset + in_last - 1)
+        if not await self._store_locally(durable, batch, last_offset + in_last - 1):
+            return
         finish_flush(durable, batch)
         if batch.applied_offset >= 0:
             self._to_commit[partition] = batch.applied_offset + 1
             self._start_commit()
+
+    async def _store_locally(
+        self, durable: DurablePartition, batch: FlushBatch, changelog_offset: int
+    ) -> bool:
+        """Write an acknowledged flush to the local store, however long the disk refuses.
+
+        The flush is in Kafka already, so nothing is lost meanwhile: the partition waits
+        (its later flushes queue behind this one, nothing more is committed) and ``/readyz``
+        says ``state_unwritable``. False when the partition stopped being ours meanwhile.
+        """
+        partition = batch.partition
+        failures = 0
+        while self.owned.get(partition) is durable:
+            local = self._local[partition]
+            try:
+                apply_locally(batch, local, durable.threads)
+                # The store's recovery resumes after the last changelog offset it applied.
+                local.set_changelog_offset(changelog_offset)
+            except Exception as exc:  # rocksdict raises plain Exception ("IO error: ...")
+                failures += 1
+                self._unwritable.add(partition)
+                detail = " ".join(str(exc).split())[:200]
+                self.health.not_ready("state_unwritable", f"partition {partition}: {detail}")
+                if failures == 1:
+                    log.error("state of partition %d cannot be written: %s", partition, detail)
+                await asyncio.sleep(min(MAX_RETRY_BACKOFF_SECONDS, 0.25 * failures))
+                try:
+                    local.reopen()  # RocksDB refuses every write after an I/O error
+                except Exception as reopen_error:
+                    log.info("reopening partition %d's state failed: %s", partition, reopen_error)
+                continue
+            if failures:
+                log.info("state of partition %d written after %d failures", partition, failures)
+                self._unwritable.discard(partition)
+                if not self._unwritable:
+                    self.health.ready_again("state_unwritable")
+            return True
+        return False
 
     async def _until_acknowledged(
         self,

@@ -159,5 +159,21 @@ def highwater(app: faust.App, topic: str, partition: int) -> int | None:
 def local_partition(store: Any, partition: int, partitions: int) -> LocalPartition:
     """The key/value view of ``partition`` in a Faust table store (RocksDB or memory)."""
     if hasattr(store, "_db_for_partition"):
-        return RocksPartition(store._db_for_partition(partition), store.offset_key)
+
+        def opener() -> Any:
+            return _reopen(store, partition)
+
+        return RocksPartition(store._db_for_partition(partition), store.offset_key, opener)
     return MemoryPartition(store.data, partition, partitions)
+
+
+def _reopen(store: Any, partition: int) -> Any:
+    """Close one partition's RocksDB in the store and open it again (its ``_dbs`` cache)."""
+    old = store._dbs.pop(partition, None)
+    if old is not None:
+        try:
+            old.close()
+        except Exception as exc:  # rocksdict raises plain Exception ("IO error: ...")
+            log.info("closing partition %d's RocksDB after an error: %s", partition, exc)
+        del old
+    return store._db_for_partition(partition)
