@@ -215,14 +215,17 @@ def test_connector_kill_9_mid_request(rig: Rig) -> None:
     wait_for(lambda: sender.progress >= 0.3, 120, "a third of the stream", rig.logs)
     wait_for(lambda: sender.report.in_flight > 0, 30, "a request in flight")
     in_flight = sender.report.in_flight
+    killed_at = time.monotonic()
     rig.connector.kill9()
-    rig.start_connector()  # same port: the sender's retries reach it again
     delivered = sender.report.delivered
-    resume = time_until(
+    rig.start_connector()  # same port: the sender's retries reach it again
+    wait_for(
         lambda: sender.report.delivered > delivered or sender.done,
         120,
         "the connector to acknowledge again",
+        interval=0.1,
     )
+    resume = time.monotonic() - killed_at
     counted = rig.wait_until_counted()
     figures = rig.figures("connector kill -9 mid-request", counted)
     figures.resume_seconds = [resume]
