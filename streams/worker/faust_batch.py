@@ -28,8 +28,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -167,8 +169,16 @@ def local_partition(store: Any, partition: int, partitions: int) -> LocalPartiti
     return MemoryPartition(store.data, partition, partitions)
 
 
+#: Free space a partition's filesystem needs before its RocksDB is opened again.
+REOPEN_FREE_BYTES = 16 * 1024 * 1024
+
+
 def _reopen(store: Any, partition: int) -> Any:
-    """Close one partition's RocksDB in the store and open it again (its ``_dbs`` cache)."""
+    """One partition's RocksDB closed and opened again, or None while its filesystem is still
+    full (the old handle is kept then: RocksDB still reads after a write error)."""
+    path = Path(store.partition_path(partition))
+    if shutil.disk_usage(path if path.exists() else path.parent).free < REOPEN_FREE_BYTES:
+        return None
     old = store._dbs.pop(partition, None)
     if old is not None:
         try:

@@ -50,8 +50,11 @@ class RocksPartition:
         self._opener = opener
 
     def reopen(self) -> None:
+        """Open the database again (``opener`` returns None while that cannot work yet)."""
         if self._opener is not None:
-            self._db = self._opener()
+            db = self._opener()
+            if db is not None:
+                self._db = db
 
     def set_changelog_offset(self, offset: int) -> None:
         """Where the store's recovery resumes reading the changelog (Faust's own key)."""

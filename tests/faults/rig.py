@@ -50,7 +50,7 @@ class Profile:
 
 
 PROFILES = {
-    "quick": Profile("quick", 450, 25.0, 8.0, 5, 6.0),
+    "quick": Profile("quick", 250, 25.0, 6.0, 5, 4.0),
     "heavy": Profile("heavy", 1500, 25.0, 20.0, 5, 20.0),
 }
 PROFILE = PROFILES[os.environ.get("ENGAGE_FAULTS_PROFILE", "quick")]

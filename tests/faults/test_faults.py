@@ -20,8 +20,8 @@ contents of the acknowledged deliveries). Each case prints one line of figures::
     [faults:quick] broker restart: acknowledged=... counted=... acknowledged_and_lost=0
         counted_twice=0 time_to_resume_s=[...]
 
-Profiles: ``quick`` (default, part of the normal test command: ~450 deliveries per case,
-an 8 s broker outage) and ``heavy``, run by hand::
+Profiles: ``quick`` (default, part of the normal test command: 250 deliveries per case, 500
+for the kills, a 6 s broker outage, a 4 s full disk) and ``heavy``, run by hand::
 
     ENGAGE_FAULTS_PROFILE=heavy .venv/bin/python -m pytest -q -s tests/faults
 
