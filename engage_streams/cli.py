@@ -317,6 +317,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_settings(command: str, settings: Settings) -> None:
+    """Fail fast, naming the variable, on a setting ``command`` uses that cannot work.
+
+    The demo runs a worker: its config files are loaded here too (the worker's own check,
+    imported only now), so the demo does not start half a stack first.
+    """
+    named = {name for names in COMMAND_SETTINGS.values() for name in names}
+    unnamed = {f.metadata["env"] for f in fields(Settings)} - named
+    settings.check(set(COMMAND_SETTINGS[command]) | unnamed)
+    if command == "demo":
+        try:
+            worker_command = importlib.import_module("streams.worker.command")
+        except ModuleNotFoundError:
+            return  # the dispatcher reports the missing part
+        worker_command.check_config(settings)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
@@ -329,6 +346,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.extra = argv[argv.index(args.command) + 1 :]
     try:
         settings = Settings.from_env()
+        check_settings(args.command, settings)
         handler: Callable[[Settings, argparse.Namespace], int] = args.handler
         return handler(settings, args)
     except SettingsError as exc:

@@ -8,9 +8,11 @@ it with ``Settings.from_env()`` and may override fields from CLI flags with
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DEFAULT_KAFKA_PORT = 9092
 """Kafka's own default port: of ``KAFKA_BOOTSTRAP_SERVERS`` and of the local broker."""
@@ -362,6 +364,24 @@ class Settings:
             values[f.name] = _parse(name, raw, f.default)
         return cls(**values)
 
+    def check(self, variables: Collection[str] | None = None) -> None:
+        """Raise ``SettingsError`` (one line naming the variable) for the first value of
+        ``variables`` (default: all) that cannot work: an unknown time zone, a port or a
+        count out of range, a store we do not have, a config file that cannot be read.
+
+        What a config file *says* is checked by the part that reads it (the worker)."""
+        wanted = None if variables is None else set(variables)
+        for f in fields(self):
+            name = f.metadata["env"]
+            if wanted is not None and name not in wanted:
+                continue
+            value = getattr(self, f.name)
+            check = _CHECKS.get(f.name)
+            if check is not None and value is not None:
+                problem = check(value)
+                if problem:
+                    raise SettingsError(f"{name}={value}: {problem}")
+
     def to_env(self) -> dict[str, str]:
         """The environment variables that give these settings to a child process.
 
@@ -418,3 +438,77 @@ def _parse(name: str, raw: str, default: object) -> object:
         except ValueError:
             raise SettingsError(f"{name} must be a number (got {raw!r})") from None
     return raw
+
+
+def _timezone(value: str) -> str | None:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        return "not a time zone (an IANA name such as UTC or Europe/Paris)"
+    return None
+
+
+def _port(value: int) -> str | None:
+    return None if 1 <= value <= 65535 else "not a port (1..65535)"
+
+
+def _at_least(minimum: float) -> Callable[[float], str | None]:
+    def check(value: float) -> str | None:
+        return None if value >= minimum else f"must be at least {minimum:g}"
+
+    return check
+
+
+def _positive(value: float) -> str | None:
+    return None if value > 0 else "must be more than 0"
+
+
+def _readable_file(value: str) -> str | None:
+    path = Path(value).expanduser()
+    if not path.exists():
+        return "no such file"
+    if not path.is_file():
+        return "not a file"
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror})"
+    return None
+
+
+def _bootstrap(value: str) -> str | None:
+    servers = [server.strip() for server in value.split(",") if server.strip()]
+    if not servers:
+        return "names no broker (host:port,...)"
+    for server in servers:
+        host, _, port = server.rpartition(":")
+        if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            return f"{server!r} is not host:port"
+    return None
+
+
+def _store(value: str) -> str | None:
+    if value.startswith(("rocksdb://", "memory://")):
+        return None
+    return "must be rocksdb:// or memory://"
+
+
+_CHECKS: dict[str, Callable[[Any], str | None]] = {
+    "kafka_bootstrap_servers": _bootstrap,
+    "connector_port": _port,
+    "worker_web_port": _port,
+    "timezone": _timezone,
+    "topic_partitions": _at_least(1),
+    "topic_replication": _at_least(1),
+    "max_body_bytes": _at_least(1),
+    "publish_timeout_seconds": _positive,
+    "reorder_window_seconds": _at_least(0),
+    "thread_idle_horizon_seconds": _positive,
+    "thread_cache_size": _at_least(0),
+    "leaderboard_top_n": _at_least(1),
+    "store": _store,
+    "sla_config": _readable_file,
+    "scoring_config": _readable_file,
+    "agents_config": _readable_file,
+}

@@ -25,6 +25,7 @@ from typing import Any
 
 import mode
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 from engage_streams.settings import Settings
 from streams.core.directory import AgentProfile, Directory, load_directory
@@ -71,6 +72,13 @@ def build_app(settings: Settings) -> BatchApp:
         producer_acks=-1,
         table_standby_replicas=0,
         broker_commit_interval=2.0,
+        # A worker that died (kill -9, a lost node) holds its partitions until its session
+        # expires, and a joining worker waits for the rebalance: 60 s each by default.
+        # Heartbeats come from the consumer's own thread, so a busy worker still sends them;
+        # 30 s leaves room for a revoked partition's last flush (LAST_FLUSH_PATIENCE_SECONDS).
+        broker_session_timeout=15.0,
+        broker_heartbeat_interval=3.0,
+        broker_rebalance_timeout=30.0,
         stream_wait_empty=False,
         # Whole batches go to the pipeline: fetch big ones.
         broker_max_poll_records=10_000,
@@ -114,6 +122,7 @@ def build_app(settings: Settings) -> BatchApp:
             request_timeout_ms=30_000,
         )
 
+    health = WorkerHealth()
     pipeline = ContentsPipeline(
         app=app,
         table=threads,
@@ -128,6 +137,7 @@ def build_app(settings: Settings) -> BatchApp:
         thread_cache_size=settings.thread_cache_size,
         producer_factory=_new_producer,
         prepare_topics=lambda: _ensure_side_topics(),
+        health=health,
     )
     app.batch_handlers[settings.topic] = pipeline.on_batch
 
@@ -149,7 +159,6 @@ def build_app(settings: Settings) -> BatchApp:
         summary_topic=summary_topic,
         standings=standings,
     )
-    health = WorkerHealth()
     web = WorkerWeb(
         settings=settings,
         pipeline=pipeline,
@@ -184,6 +193,8 @@ def build_app(settings: Settings) -> BatchApp:
     class ClusterServices(mode.Service):
         """Creates the side topics, runs the replica, publishes partition summaries."""
 
+        summaries: asyncio.Task[None] | None = None
+
         async def on_start(self) -> None:
             await pipeline.start()  # declares the side topics the replica reads
             if health.rebalances:
@@ -201,20 +212,35 @@ def build_app(settings: Settings) -> BatchApp:
 
         @mode.Service.timer(2.0)
         async def _publish_summaries(self) -> None:
-            producer = pipeline.producer
-            if producer is None:
-                return
-            now = time.time()
+            # In the background: while Kafka is away a send waits, and the timer goes on.
+            if self.summaries is None or self.summaries.done():
+                self.summaries = asyncio.create_task(_send_summaries(), name="summaries")
+
+    async def _send_summaries() -> None:
+        """Each owned partition's channel figures; the next round replaces a failed one."""
+        producer = pipeline.producer
+        snapshots = pipeline.snapshots()
+        if producer is None or not snapshots:
+            return
+        now = time.time()
+        ticket = pipeline.watchdog.write_started("partition summaries")
+        try:
             sends = [
                 await producer.send(
                     summary_topic,
                     key=str(partition).encode(),
                     value=encode_summary(summarize(partition, state, now)),
                 )
-                for partition, state in pipeline.snapshots().items()
+                for partition, state in snapshots.items()
             ]
-            if sends:
-                await asyncio.gather(*sends)
+            await asyncio.gather(*sends)
+        except KafkaError as exc:
+            pipeline.watchdog.write_failed("partition summaries", exc)
+            log.info("partition summaries not sent: %r", exc)
+        else:
+            pipeline.watchdog.write_done(ticket)
+        finally:
+            pipeline.watchdog.write_abandoned(ticket)
 
     async def _ensure_side_topics() -> None:
         await app.topic(

@@ -19,6 +19,7 @@ import time
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 
 from streams.core.gamification.activity import decode_activity
 from streams.core.gamification.leaderboard import Standings
@@ -75,7 +76,8 @@ class ClusterReplica:
     async def _assign_all(self) -> None:
         consumer = self._consumer
         assert consumer is not None
-        wanted: set[TopicPartition] = set()
+        # Only ever more: a broker that is just starting may answer without some topics.
+        wanted = set(self._assigned)
         # The metadata of every topic: the client's own refresh asks only for the topics it
         # is assigned, so a topic created after we started would never show up.
         cluster = await consumer._client.fetch_all_metadata()
@@ -124,4 +126,8 @@ class ClusterReplica:
             }
             if not complete or rounds % 20 == 0:
                 # Topics may gain partitions or appear after we started.
-                await self._assign_all()
+                try:
+                    await self._assign_all()
+                except KafkaError as exc:
+                    # The broker is away (a restart): keep reading what we have, ask again.
+                    log.info("cluster metadata unavailable, asking again later: %r", exc)

@@ -1,15 +1,43 @@
 """``engage-streams worker``: one stream-processing worker, in this very process.
 
 The Faust app is built from the settings the command was given (``build_app``), so signals
-reach this process: SIGTERM/SIGINT stop the worker cleanly.
+reach this process: SIGTERM/SIGINT stop the worker cleanly. Before anything starts, every
+config file the worker reads is loaded once (``check_config``): a bad one ends the command
+with one line naming its variable, not a traceback from inside the app.
 """
 
 from __future__ import annotations
 
-from engage_streams.settings import Settings
+from collections.abc import Callable
+
+from engage_streams.settings import Settings, SettingsError
+from streams.core.directory import load_directory
+from streams.core.gamification.scoring import load_scoring_rules
+from streams.core.responses.sla import SlaPolicy
+
+
+def check_config(settings: Settings) -> None:
+    """Load the SLA, scoring and agents files; raise ``SettingsError`` naming the bad one."""
+    loaders: list[tuple[str, str | None, Callable[[str], object]]] = [
+        ("ENGAGE_SLA_CONFIG", settings.sla_config, SlaPolicy.from_file),
+        ("ENGAGE_SCORING_CONFIG", settings.scoring_config, load_scoring_rules),
+        ("ENGAGE_AGENTS_CONFIG", settings.agents_config, load_directory),
+    ]
+    for variable, path, load in loaders:
+        if path is None:
+            continue
+        try:
+            load(path)
+        except (ValueError, OSError, UnicodeDecodeError) as exc:
+            message = " ".join(str(exc).split())  # one line
+            if not message.startswith(variable):
+                message = f"{variable}={path}: {message}"
+            raise SettingsError(message) from None
 
 
 def main(settings: Settings, loglevel: str = "info") -> int:
+    check_config(settings)
+
     from faust.worker import Worker
 
     from streams.worker.app import build_app

@@ -1,12 +1,19 @@
 """The contents pipeline of one worker: batches in, durable partition state out.
 
 For every owned partition of ``engage.contents`` this service feeds each fetched batch to the
-``PartitionProcessor`` (the rules), publishes the released agent activities to
-``engage.agent-activity`` (keyed by agent), and flushes the partition's state with the
-protocol in ``streams.worker.durable``: activities acknowledged, then the partition record and the
-dirty threads acknowledged by the changelog, then the local store, then the source offset
-commit. A clock tick releases reorder buffers of caught-up partitions, flushes idle ones and
-drops threads idle past the horizon.
+``PartitionProcessor`` (the rules), and flushes the partition's state with the protocol in
+``streams.worker.durable``: the agent activities it released (to ``engage.agent-activity``,
+keyed by agent) acknowledged, then the partition record and the dirty threads acknowledged by
+the changelog, then the local store, then the source offset commit. A clock tick releases
+reorder buffers of caught-up partitions, flushes idle ones and drops threads idle past the
+horizon.
+
+Kafka going away (a broker restart, a leader moving) never stops it: a flush whose records are
+not acknowledged is sent again, whole and in order, until they are (a repeated record in the
+changelog or the activity topic changes nothing: readers keep the last state of a key and
+count each content once), and later flushes of the partition wait for it. Offset commits go
+one at a time with a deadline and are only a shortcut (a reader skips offsets at or below
+``applied_offset``). ``KafkaWatchdog`` hears of every wait and failure and tells ``/readyz``.
 
 It owns the I/O and the locking; it decides nothing about contact-center rules.
 """
@@ -14,12 +21,14 @@ It owns the I/O and the locking; it decides nothing about contact-center rules.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 
 from engage_streams.partitioning import partition_for
 from streams.core.gamification.activity import AgentActivity, encode_activity
@@ -32,10 +41,25 @@ from streams.worker.durable import (
     load_partition,
     prepare_flush,
 )
-from streams.worker.faust_batch import commit_offsets, highwater, local_partition
+from streams.worker.faust_batch import commit_offsets, fetch_loop_age, highwater, local_partition
+from streams.worker.health import WorkerHealth
 from streams.worker.thread_store import LocalPartition
+from streams.worker.watchdog import KafkaWatchdog
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: How long a revoked partition's or a stopping worker's last flush may take.
+LAST_FLUSH_PATIENCE_SECONDS = 20.0
+#: Longest wait between two attempts of a flush that Kafka did not acknowledge.
+MAX_RETRY_BACKOFF_SECONDS = 2.0
+
+
+def _retriable(error: BaseException) -> bool:
+    """Kafka may take it next time (the broker is away, a leader moves, a request timed out)."""
+    if isinstance(error, KafkaTimeoutError | KafkaConnectionError | TimeoutError):
+        return True
+    return isinstance(error, KafkaError) and bool(error.retriable)
 
 
 class ContentsPipeline:
@@ -57,6 +81,8 @@ class ContentsPipeline:
         thread_cache_size: int = 200_000,
         expire_every_seconds: float = 3600.0,
         clock: Callable[[], float] = time.time,
+        health: WorkerHealth | None = None,
+        commit_timeout_seconds: float = 10.0,
     ) -> None:
         self.app = app
         self.table = table
@@ -76,8 +102,17 @@ class ContentsPipeline:
         self._local: dict[int, LocalPartition] = {}
         self._last_flush: dict[int, float] = {}
         self._last_expiry: dict[int, float] = {}
-        self._pending_sends: list[asyncio.Future[Any]] = []
+        self.health = health if health is not None else WorkerHealth()
+        self.watchdog = KafkaWatchdog(self.health)
+        # Activities released but not yet taken by a flush, per partition.
+        self._outbox: dict[int, list[AgentActivity]] = {}
         self._inflight: dict[int, asyncio.Task[None]] = {}
+        # Offsets to commit (partition -> next offset to read), one commit at a time.
+        self._to_commit: dict[int, int] = {}
+        self._committing: asyncio.Task[None] | None = None
+        self.commit_timeout = commit_timeout_seconds
+        self._probing: asyncio.Task[None] | None = None
+        self._unwritable: set[int] = set()  # partitions whose local store refuses writes
         self._producer_lock = asyncio.Lock()
         self._activity_partitions: int | None = None
         self._crashing: asyncio.Future[Any] | None = None
@@ -93,10 +128,16 @@ class ContentsPipeline:
         async with self._lock:
             for durable in list(self.owned.values()):
                 await self._flush(durable)
-                await self._drain(durable.partition)
+                await self._drain(durable.partition, LAST_FLUSH_PATIENCE_SECONDS)
             self.owned.clear()
+        for task in (self._committing, self._probing):
+            if task is not None:
+                task.cancel()
         if self.producer is not None:
-            await self.producer.stop()
+            try:
+                await asyncio.wait_for(self.producer.stop(), LAST_FLUSH_PATIENCE_SECONDS)
+            except (KafkaError, TimeoutError) as exc:
+                log.warning("producer did not stop cleanly: %r", exc)
             self.producer = None
 
     async def on_assigned(self, partitions: set[int]) -> None:
@@ -115,7 +156,7 @@ class ContentsPipeline:
                     continue
                 try:
                     await self._flush(durable)
-                    await self._drain(partition)
+                    await self._drain(partition, LAST_FLUSH_PATIENCE_SECONDS)
                 except Exception:
                     log.exception("flush of revoked partition %d failed", partition)
                 self._forget(partition)
@@ -142,7 +183,7 @@ class ContentsPipeline:
                         exc,
                     )
             if released:
-                await self._publish(released)
+                self._outbox.setdefault(partition, []).extend(released)
             now = time.monotonic()
             if (
                 threads.dirty_count >= self.max_dirty
@@ -151,7 +192,9 @@ class ContentsPipeline:
                 await self._flush(durable)
 
     async def tick(self) -> None:
-        """Clock work: release caught-up reorder buffers, flush, expire idle threads."""
+        """Clock work: release caught-up reorder buffers, flush, expire idle threads, commit,
+        and tell the watchdog how consuming goes."""
+        self._watch()
         now = self.clock()
         for partition in list(self.owned):
             async with self._lock:
@@ -162,12 +205,35 @@ class ContentsPipeline:
                 if end is not None and durable.state.applied_offset + 1 >= end:
                     released = self.processor.release_until(durable.state, durable.threads, now)
                     if released:
-                        await self._publish(released)
+                        self._outbox.setdefault(partition, []).extend(released)
                 if durable.needs_flush:
                     await self._flush(durable)
             if now - self._last_expiry.setdefault(partition, now) >= self.expire_every:
                 await self._expire(partition, now)
                 self._last_expiry[partition] = now
+        self._start_commit()
+
+    def _watch(self) -> None:
+        self.watchdog.check(
+            rebalancing=bool(getattr(self.app, "rebalancing", False)),
+            fetch_age=fetch_loop_age(self.app) if self.owned else None,
+            positions={p: d.state.applied_offset for p, d in self.owned.items()},
+            lags=self.lag(),
+        )
+        if self.watchdog.needs_probe() and (self._probing is None or self._probing.done()):
+            self._probing = asyncio.create_task(self._probe(), name="kafka-probe")
+
+    async def _probe(self) -> None:
+        """Ask the cluster for its metadata: is Kafka there at all (no write said so lately)?"""
+        producer = self.producer
+        if producer is None:
+            return
+        try:
+            await asyncio.wait_for(producer.client.fetch_all_metadata(), 5.0)
+        except (KafkaError, OSError, TimeoutError) as exc:
+            self.watchdog.probe_failed(exc)
+        else:
+            self.watchdog.probe_ok()
 
     # -- views for exporters ---------------------------------------------------------------
 
@@ -202,29 +268,31 @@ class ContentsPipeline:
 
     def _forget(self, partition: int) -> None:
         self.owned.pop(partition, None)
+        self._outbox.pop(partition, None)
+        self._to_commit.pop(partition, None)
+        self._unwritable.discard(partition)
+        if not self._unwritable:
+            self.health.ready_again("state_unwritable")
         self._inflight.pop(partition, None)
         self._last_expiry.pop(partition, None)
         self._local.pop(partition, None)
         self._last_flush.pop(partition, None)
 
-    async def _publish(self, activities: Sequence[AgentActivity]) -> None:
-        """Send activities keyed by agent, one record batch per activity partition.
-
-        Same partition as the default partitioner would pick, without its per-record cost.
-        """
-        producer = await self._started_producer()
+    async def _activity_batches(
+        self, producer: AIOKafkaProducer, activities: Sequence[AgentActivity]
+    ) -> dict[int, list[tuple[bytes, bytes | None]]]:
+        """Activities keyed by agent, grouped by the partition the default partitioner picks
+        (without its per-record cost)."""
         if self._activity_partitions is None:
             self._activity_partitions = len(await producer.partitions_for(self.activity_topic))
         partitions = self._activity_partitions
-        by_partition: dict[int, list[AgentActivity]] = {}
+        by_partition: dict[int, list[tuple[bytes, bytes | None]]] = {}
         for activity in activities:
             key = activity.agent_id.encode()
-            partition = partition_for(key, partitions)
-            by_partition.setdefault(partition, []).append(activity)
-        for partition, group in by_partition.items():
-            records = [(a.agent_id.encode(), encode_activity(a)) for a in group]
-            futures, _ = await send_in_batches(producer, self.activity_topic, partition, records)
-            self._pending_sends.extend(futures)
+            by_partition.setdefault(partition_for(key, partitions), []).append(
+                (key, encode_activity(activity))
+            )
+        return by_partition
 
     async def _flush(self, durable: DurablePartition) -> None:
         """Start making the partition's state durable; caller holds the lock.
@@ -233,16 +301,15 @@ class ContentsPipeline:
         background task, so processing goes on while Kafka acknowledges. Flushes of one
         partition complete in order: each waits for the previous one first.
         """
-        producer = await self._started_producer()
         partition = durable.partition
         self._last_flush[partition] = time.monotonic()
-        if not durable.needs_flush:
+        if not durable.needs_flush and not self._outbox.get(partition):
             return
         previous = self._inflight.get(partition)
-        activities, self._pending_sends = self._pending_sends, []
+        activities = self._outbox.pop(partition, [])
         batch = prepare_flush(durable)
         task = asyncio.create_task(
-            self._write(producer, durable, batch, activities, previous),
+            self._write(durable, batch, activities, previous),
             name=f"flush-{partition}",
         )
         task.add_done_callback(self._on_written)
@@ -257,45 +324,151 @@ class ContentsPipeline:
         if crash is not None:
             self._crashing = asyncio.ensure_future(crash(task.exception()))
 
-    async def _drain(self, partition: int) -> None:
-        """Wait until every flush started for ``partition`` is complete."""
+    async def _drain(self, partition: int, patience: float | None = None) -> None:
+        """Wait until every flush started for ``partition`` is complete (at most ``patience``
+        seconds: past that the partition resumes from its last durable state elsewhere)."""
         task = self._inflight.get(partition)
-        if task is not None:
-            await task
+        if task is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(task), patience)
+        except TimeoutError:
+            log.warning(
+                "last flush of partition %d not acknowledged within %.0f s; its partition "
+                "resumes from the last durable state",
+                partition,
+                patience,
+            )
 
     async def _write(
         self,
-        producer: AIOKafkaProducer,
         durable: DurablePartition,
         batch: FlushBatch,
-        activities: list[asyncio.Future[Any]],
+        activities: list[AgentActivity],
         previous: asyncio.Task[None] | None,
     ) -> None:
         if previous is not None:
             await previous
+        partition = batch.partition
         # The activities released up to this flush must be in Kafka before the state that
         # says they were released (a replay after a crash would not release them again).
         if activities:
-            await asyncio.gather(*activities)
+            groups = await self._until_acknowledged(
+                durable, "agent activity", lambda p: self._activity_batches(p, activities)
+            )
+            if groups is None:
+                return
+            topic = self.activity_topic
+            for activity_partition, records in groups.items():
+                send = functools.partial(_send_all, topic, activity_partition, records)
+                if await self._until_acknowledged(durable, "agent activity", send) is None:
+                    return
         changelog = self.table.changelog_topic.get_topic_name()
-        futures, in_last = await send_in_batches(
-            producer, changelog, batch.partition, batch.records
+        sent = await self._until_acknowledged(
+            durable,
+            f"flush of partition {partition}",
+            functools.partial(_send_all, changelog, partition, batch.records),
         )
-        results = await asyncio.gather(*futures)
-        if self.owned.get(batch.partition) is not durable:
+        if sent is None:
             return  # revoked meanwhile: the new owner recovers from the changelog
-        apply_locally(batch, self._local[batch.partition], durable.threads)
-        # The store's recovery resumes after the last changelog offset it has applied.
-        self._local[batch.partition].set_changelog_offset(int(results[-1].offset) + in_last - 1)
+        last_offset, in_last = sent
+        if not await self._store_locally(durable, batch, last_offset + in_last - 1):
+            return
         finish_flush(durable, batch)
         if batch.applied_offset >= 0:
+            self._to_commit[partition] = batch.applied_offset + 1
+            self._start_commit()
+
+    async def _store_locally(
+        self, durable: DurablePartition, batch: FlushBatch, changelog_offset: int
+    ) -> bool:
+        """Write an acknowledged flush to the local store, however long the disk refuses.
+
+        The flush is in Kafka already, so nothing is lost meanwhile: the partition waits
+        (its later flushes queue behind this one, nothing more is committed) and ``/readyz``
+        says ``state_unwritable``. False when the partition stopped being ours meanwhile.
+        """
+        partition = batch.partition
+        failures = 0
+        while self.owned.get(partition) is durable:
+            local = self._local[partition]
             try:
-                await commit_offsets(
-                    self.app, {batch.partition: batch.applied_offset + 1}, self.topic
-                )
-            except Exception as exc:
+                apply_locally(batch, local, durable.threads)
+                # The store's recovery resumes after the last changelog offset it applied.
+                local.set_changelog_offset(changelog_offset)
+            except Exception as exc:  # rocksdict raises plain Exception ("IO error: ...")
+                failures += 1
+                self._unwritable.add(partition)
+                detail = " ".join(str(exc).split())[:200]
+                self.health.not_ready("state_unwritable", f"partition {partition}: {detail}")
+                if failures == 1:
+                    log.error("state of partition %d cannot be written: %s", partition, detail)
+                await asyncio.sleep(min(MAX_RETRY_BACKOFF_SECONDS, 0.25 * failures))
+                try:
+                    local.reopen()  # RocksDB refuses every write after an I/O error
+                except Exception as reopen_error:
+                    log.info("reopening partition %d's state failed: %s", partition, reopen_error)
+                continue
+            if failures:
+                log.info("state of partition %d written after %d failures", partition, failures)
+                self._unwritable.discard(partition)
+                if not self._unwritable:
+                    self.health.ready_again("state_unwritable")
+            return True
+        return False
+
+    async def _until_acknowledged(
+        self,
+        durable: DurablePartition,
+        what: str,
+        attempt: Callable[[AIOKafkaProducer], Awaitable[T]],
+    ) -> T | None:
+        """``attempt(producer)`` again and again until Kafka takes it, or None when the
+        partition stopped being ours meanwhile. Errors Kafka may get over are retried with
+        back-off (and told to the watchdog); any other error is raised."""
+        ticket = self.watchdog.write_started(what)
+        failures = 0
+        try:
+            while self.owned.get(durable.partition) is durable:
+                try:
+                    result = await attempt(await self._started_producer())
+                except Exception as exc:
+                    if not _retriable(exc):
+                        raise
+                    failures += 1
+                    self.watchdog.write_failed(what, exc)
+                    log.warning(
+                        "%s not acknowledged (attempt %d): %r; trying again", what, failures, exc
+                    )
+                    await asyncio.sleep(min(MAX_RETRY_BACKOFF_SECONDS, 0.1 * 2**failures))
+                    continue
+                self.watchdog.write_done(ticket)
+                if failures:
+                    log.info("%s acknowledged after %d failed attempts", what, failures)
+                return result
+            return None
+        finally:
+            self.watchdog.write_abandoned(ticket)
+
+    def _start_commit(self) -> None:
+        if self._to_commit and (self._committing is None or self._committing.done()):
+            self._committing = asyncio.create_task(self._commit(), name="offset-commit")
+
+    async def _commit(self) -> None:
+        """Commit the latest flushed offsets of every partition, one request at a time."""
+        while self._to_commit:
+            offsets, self._to_commit = self._to_commit, {}
+            try:
+                await commit_offsets(self.app, offsets, self.topic, self.commit_timeout)
+            except (KafkaError, OSError, TimeoutError) as exc:
                 # Only a shortcut: a later reader skips offsets <= applied_offset anyway.
-                log.info("offset commit skipped partition=%d: %r", batch.partition, exc)
+                self.watchdog.commit_failed(exc)
+                log.info("offset commit failed partitions=%s: %r", sorted(offsets), exc)
+                for partition, offset in offsets.items():
+                    if partition in self.owned:
+                        self._to_commit.setdefault(partition, offset)
+                return  # the next tick tries again
+            self.watchdog.commit_ok()
 
     async def _expire(self, partition: int, now: float) -> None:
         local = self._local.get(partition)
@@ -324,6 +497,22 @@ class ContentsPipeline:
                 await producer.start()
                 self.producer = producer
             return self.producer
+
+
+async def _send_all(
+    topic: str,
+    partition: int,
+    records: Sequence[tuple[bytes, bytes | None]],
+    producer: AIOKafkaProducer,
+) -> tuple[int, int]:
+    """Send ``records`` in order and wait for all of them: (base offset of the last record
+    batch, records in it). A failure of any batch fails the whole (it is sent again whole)."""
+    futures, in_last = await send_in_batches(producer, topic, partition, records)
+    results = await asyncio.gather(*futures, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return int(results[-1].offset), in_last  # type: ignore[union-attr]
 
 
 async def send_in_batches(

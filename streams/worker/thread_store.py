@@ -12,7 +12,7 @@ the one of a Faust store, since that needs Faust's internals.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from typing import Any, Protocol
 
 from engage_streams.partitioning import partition_for
@@ -33,18 +33,28 @@ class LocalPartition(Protocol):
     def delete(self, key: bytes) -> None: ...
     def thread_keys(self) -> Iterator[bytes]: ...
     def set_changelog_offset(self, offset: int) -> None: ...
+    def reopen(self) -> None: ...
 
 
 class RocksPartition:
     """One partition's RocksDB database (rocksdict, raw mode).
 
     Holds its own handle: the store may drop (not close) it on shutdown or revocation while
-    a last flush is still being written.
+    a last flush is still being written. After an I/O error (a full disk) RocksDB refuses
+    every write until the database is opened again: ``reopen`` does that through ``opener``.
     """
 
-    def __init__(self, db: Any, offset_key: bytes) -> None:
+    def __init__(self, db: Any, offset_key: bytes, opener: Callable[[], Any] | None = None):
         self._db = db
         self._offset_key = offset_key
+        self._opener = opener
+
+    def reopen(self) -> None:
+        """Open the database again (``opener`` returns None while that cannot work yet)."""
+        if self._opener is not None:
+            db = self._opener()
+            if db is not None:
+                self._db = db
 
     def set_changelog_offset(self, offset: int) -> None:
         """Where the store's recovery resumes reading the changelog (Faust's own key)."""
@@ -85,6 +95,9 @@ class MemoryPartition:
 
     def set_changelog_offset(self, offset: int) -> None:
         """Memory stores recover the whole changelog: nothing to remember."""
+
+    def reopen(self) -> None:
+        """Nothing to open again."""
 
     def thread_keys(self) -> Iterator[bytes]:
         for key in list(self._data):
