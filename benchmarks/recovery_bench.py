@@ -134,7 +134,8 @@ class Worker:
             return None
 
     def log_tail(self, lines: int = 40) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
 
 
 def rss_bytes(pid: int) -> int:
@@ -170,8 +171,14 @@ def compared(series: Series) -> Series:
     }
 
 
-def owned_and_lag(series: Series) -> tuple[int, float]:
-    lags = [v for (name, _), v in series.items() if name == "engage_stream_lag_messages"]
+def owned_and_lag(text: str) -> tuple[int, float]:
+    """(partitions the worker reports, their total lag)."""
+    lags = [
+        sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "engage_stream_lag_messages"
+        for sample in family.samples
+    ]
     return len(lags), sum(lags)
 
 
@@ -189,7 +196,7 @@ def settled_numbers(
         response = worker.get("/metrics")
         if response is not None and response.status_code == 200:
             series = parse(response.text)
-            owned, lag = owned_and_lag(series)
+            owned, lag = owned_and_lag(response.text)
             if owned == partitions and lag == 0 and contents_total(series) >= want_contents:
                 numbers = compared(series)
                 if numbers == previous:
@@ -366,7 +373,13 @@ def bench(
         worker.stop()
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main() -> int:
+    # A SIGTERM (a timeout) must still stop the broker and the worker (``finally`` below).
+    signal.signal(signal.SIGTERM, _interrupt)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=100_000)
     parser.add_argument("--partitions", type=int, default=4)
@@ -412,9 +425,7 @@ def report(result: dict[str, Any]) -> None:
     print(f"changelog records to restore       {result['changelog_records']:>12,}")
     print(f"first /healthz 200 after           {result['first_healthz_seconds']:>12.2f} s")
     print(f"/readyz 200 after                  {result['ready_seconds']:>12.2f} s")
-    print(
-        f"restored                           {result['changelog_records_per_second']:>12,} records/s"
-    )
+    print(f"restored                      {result['changelog_records_per_second']:>12,} records/s")
     print(f"peak RSS while processing          {result['peak_rss_processing_mb']:>12,} MB")
     print(f"peak RSS while recovering          {result['peak_rss_recovering_mb']:>12,} MB")
     print(
