@@ -2,7 +2,7 @@
 (``tests/streams/worker/test_recovery.py`` runs a reduced profile and checks what it prints).
 
     python benchmarks/recovery_bench.py [--threads 1000000] [--partitions 4]
-        [--bootstrap HOST:PORT] [--max-poll-records N] [--json]
+        [--bootstrap HOST:PORT] [--max-poll-records N] [--json] [--profile-recovery FILE]
 
 Without ``--bootstrap`` it starts a local Apache Kafka broker (``devkit.broker``) on free
 ports in a temporary directory. Steps:
@@ -311,7 +311,13 @@ def watch_recovery(worker: Worker, started: float, timeout: float) -> RecoveryRu
 
 
 def bench(
-    bootstrap: str, threads: int, partitions: int, workdir: Path, seed: int, max_poll: int
+    bootstrap: str,
+    threads: int,
+    partitions: int,
+    workdir: Path,
+    seed: int,
+    max_poll: int,
+    profile: Path | None = None,
 ) -> dict[str, Any]:
     suffix = uuid.uuid4().hex[:8]
     topic = f"bench.recovery.contents.{suffix}"
@@ -346,7 +352,21 @@ def bench(
 
         started = time.monotonic()
         worker.start()
+        profiler = None
+        if profile is not None and worker.process is not None:
+            profiler = subprocess.Popen(
+                [
+                    shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy")),
+                    *("record", "--pid", str(worker.process.pid), "--format", "raw"),
+                    *("--rate", "50", "--output", str(profile), "--nonblocking"),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
         run = watch_recovery(worker, started, timeout=3600)
+        if profiler is not None:
+            profiler.send_signal(signal.SIGINT)
+            profiler.wait(timeout=60)
         result["peak_rss_recovering_mb"] = round(worker.take_peak_rss() / 2**20)
         result["first_healthz_seconds"] = run.first_healthz
         result["ready_seconds"] = run.ready
@@ -387,6 +407,12 @@ def main() -> int:
     parser.add_argument("--bootstrap", default=None)
     parser.add_argument("--max-poll-records", type=int, default=Settings().worker_max_poll_records)
     parser.add_argument("--json", action="store_true", help="print the result as one JSON line")
+    parser.add_argument(
+        "--profile-recovery",
+        type=Path,
+        default=None,
+        help="record the recovering worker with py-spy (pip install py-spy), collapsed stacks",
+    )
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="engage-recovery-bench-"))
@@ -402,7 +428,13 @@ def main() -> int:
             broker.start()
             bootstrap = broker.bootstrap_servers
         result = bench(
-            bootstrap, args.threads, args.partitions, workdir, args.seed, args.max_poll_records
+            bootstrap,
+            args.threads,
+            args.partitions,
+            workdir,
+            args.seed,
+            args.max_poll_records,
+            args.profile_recovery,
         )
         if args.json:
             print(json.dumps(result))
