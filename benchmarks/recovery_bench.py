@@ -293,7 +293,7 @@ def watch_recovery(worker: Worker, started: float, timeout: float) -> RecoveryRu
             if recovering:
                 if healthz is not None and healthz.status_code == 200:
                     run.healthz_while_recovering += 1
-                metrics = worker.get("/metrics")
+                metrics = worker.get("/metrics") if run.metrics_during_recovery < 3 else None
                 if metrics is not None and metrics.status_code == 200:
                     run.metrics_during_recovery += 1
                     series = parse(metrics.text)
@@ -329,7 +329,6 @@ def bench(
         app_id=f"bench-recovery-{suffix}",
         worker_web_port=free_port(),
         data_dir=str(workdir / "worker-state"),
-        worker_max_poll_records=max_poll,
     )
     worker = Worker(settings, workdir / "worker.log")
     result: dict[str, Any] = {"threads": threads, "partitions": partitions}
@@ -348,6 +347,7 @@ def bench(
         )
         shutil.rmtree(settings.data_dir)
 
+        worker.settings = replace(settings, worker_max_poll_records=max_poll)
         started = time.monotonic()
         worker.start()
         profiler = None
@@ -403,7 +403,12 @@ def main() -> int:
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--seed", type=int, default=31)
     parser.add_argument("--bootstrap", default=None)
-    parser.add_argument("--max-poll-records", type=int, default=Settings().worker_max_poll_records)
+    parser.add_argument(
+        "--max-poll-records",
+        type=int,
+        default=Settings().worker_max_poll_records,
+        help="ENGAGE_WORKER_MAX_POLL_RECORDS of the recovering worker",
+    )
     parser.add_argument("--json", action="store_true", help="print the result as one JSON line")
     parser.add_argument(
         "--profile-recovery",

@@ -33,7 +33,7 @@ def run_bench(bootstrap: str, threads: int) -> dict[str, Any]:
             "--bootstrap",
             bootstrap,
             "--max-poll-records",
-            "200",
+            "100",
             "--json",
         ],
         capture_output=True,
@@ -49,7 +49,7 @@ def run_bench(bootstrap: str, threads: int) -> dict[str, Any]:
 def test_a_cold_worker_is_alive_recovering_then_ready_with_the_same_numbers(
     kafka_broker: LocalKafka,
 ) -> None:
-    result = run_bench(kafka_broker.bootstrap_servers, threads=10_000)
+    result = run_bench(kafka_broker.bootstrap_servers, threads=20_000)
     print(
         {k: v for k, v in result.items() if k not in ("readiness", "differences")},
     )
