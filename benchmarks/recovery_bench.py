@@ -300,6 +300,8 @@ def watch_recovery(worker: Worker, started: float, timeout: float) -> RecoveryRu
                     if series.get(("engage_worker_recovering", ())) == 1.0:
                         run.recovering_metric_seen = True
             if readyz.status_code == 200:
+                if run.first_healthz is None:
+                    run.first_healthz = now  # the same server answered: it was alive
                 run.ready = now
                 return run
         time.sleep(0.02)
