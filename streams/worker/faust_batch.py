@@ -165,6 +165,8 @@ class RecoveryProgress:
 
     @property
     def ratio(self) -> float:
+        if self.partitions == 0:
+            return 0.0  # the highwaters are not known yet
         return 1.0 if self.to_restore <= 0 else min(1.0, self.restored / self.to_restore)
 
 

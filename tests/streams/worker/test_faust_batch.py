@@ -21,6 +21,7 @@ from streams.worker.faust_batch import (
     BatchApp,
     BatchConsumer,
     BatchTransport,
+    RecoveryProgress,
     write_changelog_batch,
 )
 
@@ -148,3 +149,9 @@ def test_a_changelog_batch_lands_in_rocksdb_with_its_offset(tmp_path: Path) -> N
     assert db.get(store.offset_key) == b"13"  # where Faust's recovery resumes
     for opened in store.dbs.values():
         opened.close()
+
+
+def test_recovery_progress_ratio() -> None:
+    assert RecoveryProgress(0, 0, partitions=0).ratio == 0.0  # nothing known yet
+    assert RecoveryProgress(0, 0, partitions=4).ratio == 1.0  # nothing to restore
+    assert RecoveryProgress(250, 1000, partitions=4).ratio == 0.25
