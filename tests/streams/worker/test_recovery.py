@@ -29,7 +29,7 @@ def run_bench(bootstrap: str, threads: int) -> dict[str, Any]:
             sys.executable,
             str(ROOT / "benchmarks" / "recovery_bench.py"),
             *("--threads", str(threads), "--bootstrap", bootstrap),
-            *("--max-poll-records", "100", "--json"),
+            *("--max-poll-records", "20", "--json"),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
