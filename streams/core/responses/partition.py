@@ -15,6 +15,18 @@ counted in ``late``, and in volumes and backlog; released observations are never
 
 The waiting index (thread id -> source, waiting count, oldest waiting time) changes with
 every release, so ``backlog(state, now)`` costs O(waiting threads), never a scan of threads.
+
+Live view (issue 10): a content's release waits for the window, but a supervisor must see a
+new waiting customer at once. So, on ingestion, the state also keeps a *provisional* view of
+the buffered contents: per thread with buffered contents, its backlog as if they were all
+released now (``provisional``), and the buffered contents per (source, direction)
+(``provisional_contents``, threads whose source is known only, so that a content never moves
+from one series to another). ``backlog`` and ``volumes`` read released + provisional; a
+release moves a content from the provisional view into the released numbers in the same
+state, so volumes never go back and backlog equals, at every step, the released backlog of
+"release everything now". Response observations, SLA, late and activities are released
+only (the reorder-window guarantee). The view is a function of the records applied, kept in
+the state (flushed with it), so it is deterministic and replay-safe like the rest.
 Pure: imports no faust/aiokafka/aiohttp/prometheus_client.
 """
 
@@ -36,7 +48,7 @@ from streams.core.responses.threads import (
     decode_thread_state,
     encode_thread_state,
 )
-from streams.core.responses.totals import PartitionTotals, SourceKey
+from streams.core.responses.totals import ContentsKey, PartitionTotals, SourceKey
 
 __all__ = [
     "PartitionProcessor",
@@ -49,6 +61,7 @@ __all__ = [
     "decode_thread_state",
     "encode_partition_state",
     "encode_thread_state",
+    "volumes",
 ]
 
 #: Content-family events that are about the thread, not about a content: never counted.
@@ -84,7 +97,10 @@ class PartitionState(msgspec.Struct):
     ``pending_threads`` is a heap of ``(received_at, thread_id)``: when each thread with
     buffered contents is next due (stale entries are harmless, they release nothing), so
     releases visit only those threads. ``waiting_by_source`` is the number of waiting
-    customer contents per source (for ``AgentActivity.cleared_backlog``).
+    customer contents per source (for ``AgentActivity.cleared_backlog``). ``provisional``
+    and ``provisional_contents`` are the live view of buffered contents (module docstring);
+    a ``provisional`` entry with ``count == 0`` says "this thread's buffer clears its
+    backlog".
     """
 
     applied_offset: int = -1
@@ -93,6 +109,8 @@ class PartitionState(msgspec.Struct):
     waiting: dict[str, WaitingThread] = msgspec.field(default_factory=dict)
     waiting_by_source: dict[SourceKey, int] = msgspec.field(default_factory=dict)
     pending_threads: list[tuple[float, str]] = msgspec.field(default_factory=list)
+    provisional: dict[str, WaitingThread] = msgspec.field(default_factory=dict)
+    provisional_contents: dict[ContentsKey, int] = msgspec.field(default_factory=dict)
 
 
 _state_encoder = msgspec.msgpack.Encoder()
@@ -108,15 +126,35 @@ def decode_partition_state(raw: bytes) -> PartitionState:
 
 
 def backlog(state: PartitionState, now: float) -> dict[SourceKey, tuple[int, float]]:
-    """``(source_id, source_type) -> (waiting customer contents, age of the oldest, s)``."""
+    """``(source_id, source_type) -> (waiting customer contents, age of the oldest, s)``,
+    live: buffered contents count as if released now (module docstring)."""
     counts: dict[SourceKey, int] = {}
     oldest: dict[SourceKey, float] = {}
-    for entry in state.waiting.values():
+    provisional = state.provisional
+
+    def add(entry: WaitingThread) -> None:
         key = (entry.source_id, entry.source_type)
         counts[key] = counts.get(key, 0) + entry.count
         if key not in oldest or entry.oldest < oldest[key]:
             oldest[key] = entry.oldest
+
+    for thread_id, entry in state.waiting.items():
+        if thread_id not in provisional:
+            add(entry)
+    for entry in provisional.values():
+        if entry.count:
+            add(entry)
     return {key: (n, now - oldest[key]) for key, n in counts.items()}
+
+
+def volumes(state: PartitionState) -> dict[ContentsKey, int]:
+    """``engage_contents_total`` of the partition, live: released + buffered contents."""
+    if not state.provisional_contents:
+        return state.totals.contents
+    counted = dict(state.totals.contents)
+    for key, n in state.provisional_contents.items():
+        counted[key] = counted.get(key, 0) + n
+    return counted
 
 
 def _epoch(moment: datetime) -> float:
@@ -166,9 +204,13 @@ class PartitionProcessor:
         thread = threads.get(thread_id)
         if thread is None:
             thread = ThreadState()
+        changed = False
         if thread.source_id is None and event.source_id is not None:
             thread.source_id = event.source_id
             thread.source_type = event.source_type
+            for buffered in thread.pending:  # buffered before the source was known
+                self._count_provisional(state, thread, buffered, 1)
+            changed = bool(thread.pending)
         if when > thread.last_event_time:
             thread.last_event_time = when
         if (
@@ -182,6 +224,8 @@ class PartitionProcessor:
             )  # fmt: skip
             if thread.buffer(content):
                 heapq.heappush(state.pending_threads, (received, thread_id))
+            self._count_provisional(state, thread, content, 1)
+            changed = True
         activities: list[AgentActivity] = []
         heap = state.pending_threads
         if heap and heap[0][0] + self.window <= watermark:
@@ -191,6 +235,8 @@ class PartitionProcessor:
         if pending and released_time is not None and pending[0].event_time <= released_time:
             # A late content (ordered before what the thread already released) goes at once.
             self._release(state, thread_id, thread, watermark, activities)
+        if changed or thread_id in state.provisional:
+            self._provision(state, thread_id, thread)
         threads.put(thread_id, thread)
         state.applied_offset = offset
         return activities
@@ -223,6 +269,7 @@ class PartitionProcessor:
             if now - thread.last_event_time <= self.idle_horizon:
                 continue
             threads.delete(thread_id)
+            state.provisional.pop(thread_id, None)
             entry = state.waiting.pop(thread_id, None)
             if entry is not None:
                 self._count_waiting(state, (entry.source_id, entry.source_type), -entry.count)
@@ -249,6 +296,7 @@ class PartitionProcessor:
                 continue
             released = self._release(state, thread_id, thread, watermark, activities)
             if released and thread is not current:
+                self._provision(state, thread_id, thread)
                 threads.put(thread_id, thread)
 
     def _release(
@@ -270,6 +318,7 @@ class PartitionProcessor:
             self._count_waiting(state, source, entry.count)
         totals = state.totals
         for content in released:
+            self._count_provisional(state, thread, content, -1)
             late = thread.mark_released(content)
             if late:
                 totals.count_late(source[0])
@@ -321,6 +370,37 @@ class PartitionProcessor:
             within_sla=within_sla,
             cleared_backlog=cleared,
         )
+
+    # -- the live view -----------------------------------------------------------------------
+
+    @staticmethod
+    def _provision(state: PartitionState, thread_id: str, thread: ThreadState) -> None:
+        """Bring the thread's provisional backlog up to date with its buffer."""
+        if not thread.pending:
+            state.provisional.pop(thread_id, None)
+            return
+        count, oldest = thread.provisional_waiting()
+        state.provisional[thread_id] = WaitingThread(
+            thread.source_id or "", thread.source_type or "", count, oldest
+        )
+
+    @staticmethod
+    def _count_provisional(
+        state: PartitionState, thread: ThreadState, content: PendingContent, delta: int
+    ) -> None:
+        if thread.source_id is None:
+            return  # counted when released (or when the thread learns its source)
+        key = (
+            thread.source_id,
+            thread.source_type or "",
+            "outbound" if content.outbound else "inbound",
+        )
+        counts = state.provisional_contents
+        n = counts.get(key, 0) + delta
+        if n:
+            counts[key] = n
+        else:
+            del counts[key]
 
     @staticmethod
     def _count_waiting(state: PartitionState, source: SourceKey, delta: int) -> int:

@@ -154,6 +154,28 @@ class ThreadState(msgspec.Struct, array_like=True):
     def earliest_pending_received(self) -> float | None:
         return min((p.received_at for p in self.pending), default=None)
 
+    def provisional_waiting(self) -> tuple[int, float]:
+        """``(customer contents waiting, time of the oldest)`` as if every buffered content
+        were released now (``0.0`` when none waits): the live view of the thread's backlog.
+
+        Only a view for gauges: it changes nothing, and the released state (answers,
+        response observations) still waits for the reorder window.
+        """
+        waiting = self.waiting
+        pending = self.pending
+        if all(not p.outbound for p in pending):  # the usual case: questions only
+            oldest = pending[0].event_time if pending else 0.0
+            if waiting and (not pending or waiting[0] < oldest):
+                oldest = waiting[0]
+            return (len(waiting) + len(pending), oldest)
+        times = list(waiting)
+        for content in pending:  # release order, as a release of all of them would go
+            if content.outbound:
+                del times[: bisect_right(times, content.event_time)]
+            else:
+                insort(times, content.event_time)
+        return (len(times), times[0] if times else 0.0)
+
     def wait(self, event_time: float) -> None:
         """A customer content starts waiting."""
         waiting = self.waiting
