@@ -131,6 +131,26 @@ def test_scenario_exposition_sums_to_the_reference_totals() -> None:
     assert total("engage_backlog_contents") == sum(n for n, _ in expected.backlog(NOW).values())
 
 
+def test_buffered_contents_count_at_once_and_the_live_backlog_is_exported() -> None:
+    """Issue 10: volumes include buffered contents; backlog gauges come from the live
+    backlogs when given (counters still from the durable states)."""
+    state = PartitionState()
+    state.totals.count_content(WA, "inbound", None)
+    state.provisional_contents[("wa-1", "whatsapp", "inbound")] = 2
+    state.provisional_contents[("mb-1", "email", "outbound")] = 1
+    live = {0: {WA: (3, 7.0)}}
+    registry = CollectorRegistry()
+    registry.register(PartitionCollector(lambda: {0: state}, lambda: NOW, TOPIC, lambda: live))
+    got = samples(generate_latest(registry).decode())
+    wa = {"source": "wa-1", "source_type": "whatsapp"}
+    assert got[("engage_contents_total", at(0, **wa, direction="inbound"))] == 3
+    assert got[("engage_contents_total", at(0, source="mb-1", source_type="email",
+                                            direction="outbound"))] == 1  # fmt: skip
+    assert got[("engage_backlog_contents", at(0, **wa))] == 3
+    assert got[("engage_backlog_oldest_age_seconds", at(0, **wa))] == 7.0
+    assert got[("engage_backlog_contents", at(0, source="mb-1", source_type="email"))] == 0
+
+
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed")
 def test_promtool_accepts_the_exposition() -> None:
     result = subprocess.run(
