@@ -110,6 +110,12 @@ class PartitionCollector(Collector):
             "Age of the oldest customer content waiting for a reply (0 when none waits).",
             labels=["source", "source_type", *_WHERE],
         )
+        buffered = GaugeMetricFamily(
+            "engage_reorder_buffer_threads",
+            "Threads with contents in their reorder buffer (counted live in volumes and "
+            "backlog, their responses not yet released), as last made durable.",
+            labels=_WHERE,
+        )
         late = CounterMetricFamily(
             "engage_late_contents",
             "Contents received after the reorder window, too late to be put in order.",
@@ -145,8 +151,9 @@ class PartitionCollector(Collector):
                 count, age = now_waiting.get(skey, (0, 0.0))
                 waiting.add_metric([*skey, *where], count)
                 oldest.add_metric([*skey, *where], age)
+            buffered.add_metric(where, len(state.provisional))
         yield from (contents, first, response, replies, agent_response, sla, waiting, oldest)
-        yield late
+        yield from (buffered, late)
 
 
 def _observe(family: HistogramMetricFamily, labels: list[str], histogram: Histogram) -> None:
