@@ -17,16 +17,14 @@ The waiting index (thread id -> source, waiting count, oldest waiting time) chan
 every release, so ``backlog(state, now)`` costs O(waiting threads), never a scan of threads.
 
 Live view (issue 10): a content's release waits for the window, but a supervisor must see a
-new waiting customer at once. So, on ingestion, the state also keeps a *provisional* view of
-the buffered contents: per thread with buffered contents, its backlog as if they were all
-released now (``provisional``), and the buffered contents per (source, direction)
-(``provisional_contents``, threads whose source is known only, so that a content never moves
-from one series to another). ``backlog`` and ``volumes`` read released + provisional; a
-release moves a content from the provisional view into the released numbers in the same
-state, so volumes never go back and backlog equals, at every step, the released backlog of
-"release everything now". Response observations, SLA, late and activities are released
-only (the reorder-window guarantee). The view is a function of the records applied, kept in
-the state (flushed with it), so it is deterministic and replay-safe like the rest.
+new waiting customer at once. So volumes count a content on arrival (``totals.contents``)
+when its thread's source is known -- else on release, so that a content never moves from one
+series to another and counters never go back -- and the state keeps, per thread with
+buffered contents, its backlog as if they were all released now (``provisional``).
+``backlog`` reads released + provisional, so it equals at every step the released backlog of
+"release everything now". Response observations, SLA, late and activities are released only
+(the reorder-window guarantee). The view is a function of the records applied, kept in the
+state (flushed with it), so it is deterministic and replay-safe like the rest.
 Pure: imports no faust/aiokafka/aiohttp/prometheus_client.
 """
 
@@ -98,7 +96,7 @@ class PartitionState(msgspec.Struct):
     buffered contents is next due (stale entries are harmless, they release nothing), so
     releases visit only those threads. ``waiting_by_source`` is the number of waiting
     customer contents per source (for ``AgentActivity.cleared_backlog``). ``provisional``
-    and ``provisional_contents`` are the live view of buffered contents (module docstring);
+    is the live backlog of threads with buffered contents (module docstring);
     a ``provisional`` entry with ``count == 0`` says "this thread's buffer clears its
     backlog".
     """
@@ -110,7 +108,6 @@ class PartitionState(msgspec.Struct):
     waiting_by_source: dict[SourceKey, int] = msgspec.field(default_factory=dict)
     pending_threads: list[tuple[float, str]] = msgspec.field(default_factory=list)
     provisional: dict[str, WaitingThread] = msgspec.field(default_factory=dict)
-    provisional_contents: dict[ContentsKey, int] = msgspec.field(default_factory=dict)
 
 
 _state_encoder = msgspec.msgpack.Encoder()
@@ -148,13 +145,9 @@ def backlog(state: PartitionState, now: float) -> dict[SourceKey, tuple[int, flo
 
 
 def volumes(state: PartitionState) -> dict[ContentsKey, int]:
-    """``engage_contents_total`` of the partition, live: released + buffered contents."""
-    if not state.provisional_contents:
-        return state.totals.contents
-    counted = dict(state.totals.contents)
-    for key, n in state.provisional_contents.items():
-        counted[key] = counted.get(key, 0) + n
-    return counted
+    """``engage_contents_total`` of the partition, live: every content counted on arrival
+    (on release when its thread's source was not known yet)."""
+    return state.totals.contents
 
 
 def _epoch(moment: datetime) -> float:
@@ -209,7 +202,7 @@ class PartitionProcessor:
             thread.source_id = event.source_id
             thread.source_type = event.source_type
             for buffered in thread.pending:  # buffered before the source was known
-                self._count_provisional(state, thread, buffered, 1)
+                self._count_on_arrival(state, thread, buffered)
             changed = bool(thread.pending)
         if when > thread.last_event_time:
             thread.last_event_time = when
@@ -222,9 +215,10 @@ class PartitionProcessor:
                 received, when, event.direction == "outbound", event.content_id,
                 event.agent_id, event.intervention_id,
             )  # fmt: skip
+            if thread.source_id is not None:
+                self._count_on_arrival(state, thread, content)
             if thread.buffer(content):
                 heapq.heappush(state.pending_threads, (received, thread_id))
-            self._count_provisional(state, thread, content, 1)
             changed = True
         activities: list[AgentActivity] = []
         heap = state.pending_threads
@@ -318,17 +312,19 @@ class PartitionProcessor:
             self._count_waiting(state, source, entry.count)
         totals = state.totals
         for content in released:
-            self._count_provisional(state, thread, content, -1)
             late = thread.mark_released(content)
             if late:
                 totals.count_late(source[0])
             if not content.outbound:
-                totals.count_content(source, "inbound", None)
+                if not content.counted:
+                    totals.count_content(source, "inbound")
                 thread.wait(content.event_time)
                 self._count_waiting(state, source, 1)
                 continue
-            totals.count_content(source, "outbound", content.agent_id)
+            if not content.counted:
+                totals.count_content(source, "outbound")
             if content.by_agent:  # no agent: a volume only, never an answer
+                totals.count_reply(content.agent_id)
                 activities.append(self._answer(state, thread_id, thread, source, content))
         if thread.waiting:
             state.waiting[thread_id] = WaitingThread(
@@ -380,27 +376,23 @@ class PartitionProcessor:
             state.provisional.pop(thread_id, None)
             return
         count, oldest = thread.provisional_waiting()
-        state.provisional[thread_id] = WaitingThread(
-            thread.source_id or "", thread.source_type or "", count, oldest
-        )
+        entry = state.provisional.get(thread_id)
+        if entry is None:
+            state.provisional[thread_id] = WaitingThread(
+                thread.source_id or "", thread.source_type or "", count, oldest
+            )
+        else:
+            entry.source_id, entry.source_type = thread.source_id or "", thread.source_type or ""
+            entry.count, entry.oldest = count, oldest
 
     @staticmethod
-    def _count_provisional(
-        state: PartitionState, thread: ThreadState, content: PendingContent, delta: int
+    def _count_on_arrival(
+        state: PartitionState, thread: ThreadState, content: PendingContent
     ) -> None:
-        if thread.source_id is None:
-            return  # counted when released (or when the thread learns its source)
-        key = (
-            thread.source_id,
-            thread.source_type or "",
-            "outbound" if content.outbound else "inbound",
-        )
-        counts = state.provisional_contents
-        n = counts.get(key, 0) + delta
-        if n:
-            counts[key] = n
-        else:
-            del counts[key]
+        if not content.counted:
+            content.counted = True
+            source = (thread.source_id or "", thread.source_type or "")
+            state.totals.count_content(source, "outbound" if content.outbound else "inbound")
 
     @staticmethod
     def _count_waiting(state: PartitionState, source: SourceKey, delta: int) -> int:

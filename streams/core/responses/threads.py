@@ -16,7 +16,8 @@ What it holds, and why:
   redelivery of a content older than the thread's ``MAX_SEEN`` newest would count again.
 * ``pending`` -- the reorder buffer: compact contents (never the body) received but not yet
   released, sorted by the release order key (event time, inbound before outbound, content
-  id). Contents are released in that order once the reorder window has passed.
+  id). Contents are released in that order once the reorder window has passed; each is
+  counted in the volumes on arrival already (``counted``) when the thread's source is known.
 * ``waiting`` -- event times of the customer contents waiting for an answer (sorted). Only
   an agent's content (outbound *with* an agent id, ``PendingContent.by_agent``) answers.
 * ``answered`` -- hashes of the intervention ids whose first answer was seen (``0`` = no
@@ -56,6 +57,9 @@ class PendingContent(msgspec.Struct, array_like=True):
     content_id: str
     agent_id: str | None
     intervention_id: str | None
+    #: Already in the partition's volumes (counted on arrival when the thread's source was
+    #: known); False for records written before volumes were live, counted on release.
+    counted: bool = False
 
     @property
     def order_key(self) -> OrderKey:
@@ -170,9 +174,9 @@ class ThreadState(msgspec.Struct, array_like=True):
             return (len(waiting) + len(pending), oldest)
         times = list(waiting)
         for content in pending:  # release order, as a release of all of them would go
-            if content.outbound:
+            if content.by_agent:
                 del times[: bisect_right(times, content.event_time)]
-            else:
+            elif not content.outbound:
                 insort(times, content.event_time)
         return (len(times), times[0] if times else 0.0)
 
