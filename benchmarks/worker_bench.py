@@ -10,8 +10,10 @@ on free ports in a temporary directory. Steps:
    fresh topic (keyed by thread id);
 2. ceiling: one aiokafka consumer reads every record and decodes it (``decode_event``);
 3. worker: ``engage-streams worker`` (a child process, RocksDB state, durable flushes)
-   processes the same topic; the rate is measured from its first to its last processed
-   record, read from its ``engage_stream_lag_messages`` (start-up and rebalance excluded);
+   processes the same topic while its ``/metrics`` is scraped every ``--scrape`` seconds
+   (default 1 s, as a Prometheus would, only faster); the rate is measured from its first to
+   its last processed record, read from those scrapes' ``engage_stream_lag_messages``
+   (start-up and rebalance excluded; so it is exact to about one scrape interval);
 4. live: while the worker runs, ``--live-events`` more events are produced at
    ``--live-rate`` per second; the end-to-end lag is the time from the last produced
    event to the moment the worker has processed (and made durable) everything.
@@ -116,6 +118,7 @@ def main() -> int:
     parser.add_argument("--bootstrap", default=None)
     parser.add_argument("--live-events", type=int, default=30_000)
     parser.add_argument("--live-rate", type=float, default=5_000.0)
+    parser.add_argument("--scrape", type=float, default=1.0, help="seconds between scrapes")
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="engage-bench-"))
@@ -166,9 +169,13 @@ def main() -> int:
         worker = run_worker(settings, workdir / "worker.log")
         first = last = None
         samples: list[tuple[float, float]] = []
+        scrapes: list[float] = []
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
+            scrape_began = time.perf_counter()
             reading = lag_of(port)
+            if first is not None:
+                scrapes.append(time.perf_counter() - scrape_began)
             now = time.perf_counter()
             if reading is not None and reading[0] == args.partitions:
                 _, lag = reading
@@ -178,7 +185,7 @@ def main() -> int:
                 if lag == 0:
                     last = now
                     break
-            time.sleep(0.05)
+            time.sleep(max(0.0, args.scrape - (time.perf_counter() - scrape_began)))
         if first is None or last is None:
             print("the worker did not finish; log:", (workdir / "worker.log").read_text()[-3000:])
             return 1
@@ -228,6 +235,12 @@ def main() -> int:
         print(f"{'raw aiokafka getmany + msgspec decode (ceiling)':<48} {raw:>12,.0f}")
         print(f"{'engage-streams worker (durable, exact)':<48} {rate:>12,.0f}")
         print(f"{'ratio worker / ceiling':<48} {rate / raw:>12.1%}")
+        if scrapes:
+            print(
+                f"/metrics scraped every {args.scrape:g} s during the run: {len(scrapes)} "
+                f"scrapes, median {statistics.median(scrapes) * 1000:,.0f} ms, "
+                f"max {max(scrapes) * 1000:,.0f} ms"
+            )
         print()
         print(
             f"live: {len(live_records)} events at {args.live_rate:,.0f}/s; worker lag while "

@@ -77,6 +77,7 @@ class ContentsPipeline:
         producer_factory: Callable[[], AIOKafkaProducer],
         prepare_topics: Callable[[], Awaitable[None]] | None = None,
         flush_interval_seconds: float = 1.0,
+        idle_flush_seconds: float = 0.5,
         max_dirty_threads: int = 20_000,
         thread_cache_size: int = 200_000,
         expire_every_seconds: float = 3600.0,
@@ -94,6 +95,7 @@ class ContentsPipeline:
         self._prepare_topics = prepare_topics
         self.producer: AIOKafkaProducer | None = None
         self.flush_interval = flush_interval_seconds
+        self.idle_flush = idle_flush_seconds
         self.max_dirty = max_dirty_threads
         self.thread_cache_size = thread_cache_size
         self.expire_every = expire_every_seconds
@@ -202,11 +204,15 @@ class ContentsPipeline:
                 if durable is None:
                     continue
                 end = highwater(self.app, self.topic, partition)
+                released = []
                 if end is not None and durable.state.applied_offset + 1 >= end:
                     released = self.processor.release_until(durable.state, durable.threads, now)
                     if released:
                         self._outbox.setdefault(partition, []).extend(released)
-                if durable.needs_flush:
+                # Released responses are exported once durable: flush them at once; other
+                # changes (volumes of new contents) at most every ``idle_flush`` seconds.
+                since = time.monotonic() - self._last_flush.get(partition, 0.0)
+                if durable.needs_flush and (released or since >= self.idle_flush):
                     await self._flush(durable)
             if now - self._last_expiry.setdefault(partition, now) >= self.expire_every:
                 await self._expire(partition, now)

@@ -6,6 +6,15 @@ carries ``topic`` and ``partition`` labels: a partition's series move with it fr
 worker, no series of one worker ever decreases because another took a partition over, and
 ``sum without (topic, partition)`` over all workers is the cluster total.
 
+Live numbers (issue 10): ``engage_contents_total`` counts buffered contents too
+(``streams.core.responses.partition.volumes``: moved, never retracted, when released), and
+the backlog gauges come from ``get_backlogs`` -- the *live* state's backlog, computed by the
+caller on the event loop -- when given, so a new waiting customer shows within a scrape;
+counters and histograms always come from the durable states.
+
+The collector reads only what ``get_states``/``get_backlogs`` return, so it can run in a
+thread on immutable snapshots (``streams.worker.metrics.MetricsPage``).
+
 Backlog gauges: one series per (source, source_type, partition) the partition has ever
 counted a content of, 0-valued when nothing waits (``engage_backlog_oldest_age_seconds`` is 0
 then), so dashboards show 0 rather than "no data" and alerts resolve cleanly. For the same
@@ -28,8 +37,11 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from streams.core.responses.partition import PartitionState, backlog
-from streams.core.responses.totals import Histogram, cumulative_buckets
+from streams.core.responses.partition import PartitionState, backlog, volumes
+from streams.core.responses.totals import Histogram, SourceKey, cumulative_buckets
+
+#: ``(source_id, source_type) -> (waiting contents, oldest age)`` of one partition.
+Backlog = Mapping[SourceKey, tuple[int, float]]
 
 _WHERE = ["topic", "partition"]
 
@@ -43,10 +55,12 @@ class PartitionCollector(Collector):
         get_states: Callable[[], Mapping[int, PartitionState]],
         now: Callable[[], float],
         topic: str,
+        get_backlogs: Callable[[], Mapping[int, Backlog]] | None = None,
     ) -> None:
         self._get_states = get_states
         self._now = now
         self._topic = topic
+        self._get_backlogs = get_backlogs
 
     def describe(self) -> Iterator[Metric]:
         return iter(())  # the series depend on the partitions owned at scrape time
@@ -54,6 +68,7 @@ class PartitionCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         states = dict(self._get_states())
         now = self._now()
+        backlogs = {} if self._get_backlogs is None else dict(self._get_backlogs())
         topic = self._topic
         contents = CounterMetricFamily(
             "engage_contents",
@@ -95,6 +110,12 @@ class PartitionCollector(Collector):
             "Age of the oldest customer content waiting for a reply (0 when none waits).",
             labels=["source", "source_type", *_WHERE],
         )
+        buffered = GaugeMetricFamily(
+            "engage_reorder_buffer_threads",
+            "Threads with contents in their reorder buffer (counted live in volumes and "
+            "backlog, their responses not yet released), as last made durable.",
+            labels=_WHERE,
+        )
         late = CounterMetricFamily(
             "engage_late_contents",
             "Contents received after the reorder window, too late to be put in order.",
@@ -104,7 +125,8 @@ class PartitionCollector(Collector):
             state = states[partition]
             totals = state.totals
             where = [topic, str(partition)]
-            for (source_id, source_type, direction), n in sorted(totals.contents.items()):
+            counted = volumes(state)
+            for (source_id, source_type, direction), n in sorted(counted.items()):
                 contents.add_metric([source_id, source_type, direction, *where], n)
             for skey, histogram in sorted(totals.first_response.items()):
                 _observe(first, [*skey, *where], histogram)
@@ -115,20 +137,23 @@ class PartitionCollector(Collector):
             for agent, histogram in sorted(totals.agent_response.items()):
                 _observe(agent_response, [agent, *where], histogram)
             # Known sources get both SLA series and a late counter at 0 from their first content.
-            known = {source_id for source_id, _, _ in totals.contents}
+            known = {source_id for source_id, _, _ in counted}
             sla_counts = dict.fromkeys(((s, w) for s in known for w in ("false", "true")), 0)
             for (source_id, within), n in sorted({**sla_counts, **totals.sla}.items()):
                 sla.add_metric([source_id, within, *where], n)
             for source_id, n in sorted({**dict.fromkeys(known, 0), **totals.late}.items()):
                 late.add_metric([source_id, *where], n)
-            now_waiting = backlog(state, now)
-            sources = {(s, t) for s, t, _ in totals.contents} | set(now_waiting)
+            now_waiting = backlogs.get(partition)
+            if now_waiting is None:
+                now_waiting = backlog(state, now)
+            sources = {(s, t) for s, t, _ in counted} | set(now_waiting)
             for skey in sorted(sources):
                 count, age = now_waiting.get(skey, (0, 0.0))
                 waiting.add_metric([*skey, *where], count)
                 oldest.add_metric([*skey, *where], age)
+            buffered.add_metric(where, len(state.provisional))
         yield from (contents, first, response, replies, agent_response, sla, waiting, oldest)
-        yield late
+        yield from (buffered, late)
 
 
 def _observe(family: HistogramMetricFamily, labels: list[str], histogram: Histogram) -> None:

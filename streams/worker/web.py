@@ -19,7 +19,7 @@ from typing import Any
 import mode
 import orjson
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from engage_streams.settings import Settings
 from streams.core.directory import Directory
@@ -30,7 +30,7 @@ from streams.worker.access import AccessPolicy, access_middleware
 from streams.worker.cluster import ClusterReplica
 from streams.worker.contents import ContentsPipeline
 from streams.worker.health import WorkerHealth
-from streams.worker.metrics import build_registry
+from streams.worker.metrics import MetricsPage, WorkerCollector
 
 
 def _json(status: int, body: Any) -> web.Response:
@@ -59,14 +59,18 @@ class WorkerWeb(mode.Service):
         self.directory = directory
         self.source_names = source_names
         self.health = health
-        self.registry: CollectorRegistry = build_registry(
+        self.metrics_page = MetricsPage(
             pipeline=pipeline,
-            replica=replica,
-            directory=directory,
-            source_names=source_names,
-            contents_topic=contents_topic,
-            top_n=settings.leaderboard_top_n,
+            worker=WorkerCollector(
+                pipeline=pipeline,
+                replica=replica,
+                directory=directory,
+                source_names=source_names,
+                contents_topic=contents_topic,
+                top_n=settings.leaderboard_top_n,
+            ),
             health=health,
+            contents_topic=contents_topic,
         )
         self.access = AccessPolicy.of(settings)
         self._runner: web.AppRunner | None = None
@@ -143,7 +147,7 @@ class WorkerWeb(mode.Service):
 
     async def metrics(self, request: web.Request) -> web.Response:
         return web.Response(
-            body=generate_latest(self.registry),
+            body=await self.metrics_page.body(),
             headers={"Content-Type": CONTENT_TYPE_LATEST},
         )
 

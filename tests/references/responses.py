@@ -89,6 +89,20 @@ class Expected:
         return cumulative, sum(values), len(values)
 
 
+def live_reference(
+    steps: Sequence[Step],
+    window: float,
+    *,
+    sla_seconds: Callable[[str | None, str | None], float] = reference_sla_seconds,
+) -> Expected:
+    """The live numbers after ``steps`` (CONTRACT "Backlog": customer contents waiting
+    *now*; "Contents": each content counted once): every content received so far counts,
+    whether or not its reorder window has passed, as it would once released. Only its
+    ``backlog`` and ``contents`` are live numbers; response observations wait for the
+    window (use ``reference``)."""
+    return reference(steps, window, flush=True, sla_seconds=sla_seconds)
+
+
 def reference(
     steps: Sequence[Step],
     window: float,

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 import msgspec
 
-from streams.core.responses.partition import PartitionState, backlog
+from streams.core.responses.partition import PartitionState, backlog, volumes
 from streams.core.responses.totals import Histogram
 
 
@@ -64,7 +64,7 @@ def summarize(partition: int, state: PartitionState, now: float) -> PartitionSum
         return found
 
     totals = state.totals
-    for (source_id, source_type, direction), count in totals.contents.items():
+    for (source_id, source_type, direction), count in volumes(state).items():
         channel = figures(source_id, source_type)
         if direction == "inbound":
             channel.contents_inbound += count

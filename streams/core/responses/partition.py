@@ -15,6 +15,16 @@ counted in ``late``, and in volumes and backlog; released observations are never
 
 The waiting index (thread id -> source, waiting count, oldest waiting time) changes with
 every release, so ``backlog(state, now)`` costs O(waiting threads), never a scan of threads.
+
+Live view (issue 10): a content's release waits for the window, but a supervisor must see a
+new waiting customer at once. So volumes count a content on arrival (``totals.contents``)
+when its thread's source is known -- else on release, so that a content never moves from one
+series to another and counters never go back -- and the state keeps, per thread with
+buffered contents, its backlog as if they were all released now (``provisional``).
+``backlog`` reads released + provisional, so it equals at every step the released backlog of
+"release everything now". Response observations, SLA, late and activities are released only
+(the reorder-window guarantee). The view is a function of the records applied, kept in the
+state (flushed with it), so it is deterministic and replay-safe like the rest.
 Pure: imports no faust/aiokafka/aiohttp/prometheus_client.
 """
 
@@ -36,7 +46,7 @@ from streams.core.responses.threads import (
     decode_thread_state,
     encode_thread_state,
 )
-from streams.core.responses.totals import PartitionTotals, SourceKey
+from streams.core.responses.totals import ContentsKey, PartitionTotals, SourceKey
 
 __all__ = [
     "PartitionProcessor",
@@ -49,6 +59,7 @@ __all__ = [
     "decode_thread_state",
     "encode_partition_state",
     "encode_thread_state",
+    "volumes",
 ]
 
 #: Content-family events that are about the thread, not about a content: never counted.
@@ -84,7 +95,10 @@ class PartitionState(msgspec.Struct):
     ``pending_threads`` is a heap of ``(received_at, thread_id)``: when each thread with
     buffered contents is next due (stale entries are harmless, they release nothing), so
     releases visit only those threads. ``waiting_by_source`` is the number of waiting
-    customer contents per source (for ``AgentActivity.cleared_backlog``).
+    customer contents per source (for ``AgentActivity.cleared_backlog``). ``provisional``
+    is the live backlog of threads with buffered contents (module docstring);
+    a ``provisional`` entry with ``count == 0`` says "this thread's buffer clears its
+    backlog".
     """
 
     applied_offset: int = -1
@@ -93,6 +107,7 @@ class PartitionState(msgspec.Struct):
     waiting: dict[str, WaitingThread] = msgspec.field(default_factory=dict)
     waiting_by_source: dict[SourceKey, int] = msgspec.field(default_factory=dict)
     pending_threads: list[tuple[float, str]] = msgspec.field(default_factory=list)
+    provisional: dict[str, WaitingThread] = msgspec.field(default_factory=dict)
 
 
 _state_encoder = msgspec.msgpack.Encoder()
@@ -108,15 +123,31 @@ def decode_partition_state(raw: bytes) -> PartitionState:
 
 
 def backlog(state: PartitionState, now: float) -> dict[SourceKey, tuple[int, float]]:
-    """``(source_id, source_type) -> (waiting customer contents, age of the oldest, s)``."""
+    """``(source_id, source_type) -> (waiting customer contents, age of the oldest, s)``,
+    live: buffered contents count as if released now (module docstring)."""
     counts: dict[SourceKey, int] = {}
     oldest: dict[SourceKey, float] = {}
-    for entry in state.waiting.values():
+    provisional = state.provisional
+
+    def add(entry: WaitingThread) -> None:
         key = (entry.source_id, entry.source_type)
         counts[key] = counts.get(key, 0) + entry.count
         if key not in oldest or entry.oldest < oldest[key]:
             oldest[key] = entry.oldest
+
+    for thread_id, entry in state.waiting.items():
+        if thread_id not in provisional:
+            add(entry)
+    for entry in provisional.values():
+        if entry.count:
+            add(entry)
     return {key: (n, now - oldest[key]) for key, n in counts.items()}
+
+
+def volumes(state: PartitionState) -> dict[ContentsKey, int]:
+    """``engage_contents_total`` of the partition, live: every content counted on arrival
+    (on release when its thread's source was not known yet)."""
+    return state.totals.contents
 
 
 def _epoch(moment: datetime) -> float:
@@ -166,9 +197,13 @@ class PartitionProcessor:
         thread = threads.get(thread_id)
         if thread is None:
             thread = ThreadState()
+        changed = False
         if thread.source_id is None and event.source_id is not None:
             thread.source_id = event.source_id
             thread.source_type = event.source_type
+            for buffered in thread.pending:  # buffered before the source was known
+                self._count_on_arrival(state, thread, buffered)
+            changed = bool(thread.pending)
         if when > thread.last_event_time:
             thread.last_event_time = when
         if (
@@ -180,8 +215,11 @@ class PartitionProcessor:
                 received, when, event.direction == "outbound", event.content_id,
                 event.agent_id, event.intervention_id,
             )  # fmt: skip
+            if thread.source_id is not None:
+                self._count_on_arrival(state, thread, content)
             if thread.buffer(content):
                 heapq.heappush(state.pending_threads, (received, thread_id))
+            changed = True
         activities: list[AgentActivity] = []
         heap = state.pending_threads
         if heap and heap[0][0] + self.window <= watermark:
@@ -191,6 +229,8 @@ class PartitionProcessor:
         if pending and released_time is not None and pending[0].event_time <= released_time:
             # A late content (ordered before what the thread already released) goes at once.
             self._release(state, thread_id, thread, watermark, activities)
+        if changed or thread_id in state.provisional:
+            self._provision(state, thread_id, thread)
         threads.put(thread_id, thread)
         state.applied_offset = offset
         return activities
@@ -223,6 +263,7 @@ class PartitionProcessor:
             if now - thread.last_event_time <= self.idle_horizon:
                 continue
             threads.delete(thread_id)
+            state.provisional.pop(thread_id, None)
             entry = state.waiting.pop(thread_id, None)
             if entry is not None:
                 self._count_waiting(state, (entry.source_id, entry.source_type), -entry.count)
@@ -249,6 +290,7 @@ class PartitionProcessor:
                 continue
             released = self._release(state, thread_id, thread, watermark, activities)
             if released and thread is not current:
+                self._provision(state, thread_id, thread)
                 threads.put(thread_id, thread)
 
     def _release(
@@ -274,12 +316,15 @@ class PartitionProcessor:
             if late:
                 totals.count_late(source[0])
             if not content.outbound:
-                totals.count_content(source, "inbound", None)
+                if not content.counted:
+                    totals.count_content(source, "inbound")
                 thread.wait(content.event_time)
                 self._count_waiting(state, source, 1)
                 continue
-            totals.count_content(source, "outbound", content.agent_id)
+            if not content.counted:
+                totals.count_content(source, "outbound")
             if content.by_agent:  # no agent: a volume only, never an answer
+                totals.count_reply(content.agent_id)
                 activities.append(self._answer(state, thread_id, thread, source, content))
         if thread.waiting:
             state.waiting[thread_id] = WaitingThread(
@@ -321,6 +366,33 @@ class PartitionProcessor:
             within_sla=within_sla,
             cleared_backlog=cleared,
         )
+
+    # -- the live view -----------------------------------------------------------------------
+
+    @staticmethod
+    def _provision(state: PartitionState, thread_id: str, thread: ThreadState) -> None:
+        """Bring the thread's provisional backlog up to date with its buffer."""
+        if not thread.pending:
+            state.provisional.pop(thread_id, None)
+            return
+        count, oldest = thread.provisional_waiting()
+        entry = state.provisional.get(thread_id)
+        if entry is None:
+            state.provisional[thread_id] = WaitingThread(
+                thread.source_id or "", thread.source_type or "", count, oldest
+            )
+        else:
+            entry.source_id, entry.source_type = thread.source_id or "", thread.source_type or ""
+            entry.count, entry.oldest = count, oldest
+
+    @staticmethod
+    def _count_on_arrival(
+        state: PartitionState, thread: ThreadState, content: PendingContent
+    ) -> None:
+        if not content.counted:
+            content.counted = True
+            source = (thread.source_id or "", thread.source_type or "")
+            state.totals.count_content(source, "outbound" if content.outbound else "inbound")
 
     @staticmethod
     def _count_waiting(state: PartitionState, source: SourceKey, delta: int) -> int:

@@ -16,7 +16,8 @@ What it holds, and why:
   redelivery of a content older than the thread's ``MAX_SEEN`` newest would count again.
 * ``pending`` -- the reorder buffer: compact contents (never the body) received but not yet
   released, sorted by the release order key (event time, inbound before outbound, content
-  id). Contents are released in that order once the reorder window has passed.
+  id). Contents are released in that order once the reorder window has passed; each is
+  counted in the volumes on arrival already (``counted``) when the thread's source is known.
 * ``waiting`` -- event times of the customer contents waiting for an answer (sorted). Only
   an agent's content (outbound *with* an agent id, ``PendingContent.by_agent``) answers.
 * ``answered`` -- hashes of the intervention ids whose first answer was seen (``0`` = no
@@ -56,6 +57,9 @@ class PendingContent(msgspec.Struct, array_like=True):
     content_id: str
     agent_id: str | None
     intervention_id: str | None
+    #: Already in the partition's volumes (counted on arrival when the thread's source was
+    #: known); False for records written before volumes were live, counted on release.
+    counted: bool = False
 
     @property
     def order_key(self) -> OrderKey:
@@ -153,6 +157,28 @@ class ThreadState(msgspec.Struct, array_like=True):
 
     def earliest_pending_received(self) -> float | None:
         return min((p.received_at for p in self.pending), default=None)
+
+    def provisional_waiting(self) -> tuple[int, float]:
+        """``(customer contents waiting, time of the oldest)`` as if every buffered content
+        were released now (``0.0`` when none waits): the live view of the thread's backlog.
+
+        Only a view for gauges: it changes nothing, and the released state (answers,
+        response observations) still waits for the reorder window.
+        """
+        waiting = self.waiting
+        pending = self.pending
+        if all(not p.outbound for p in pending):  # the usual case: questions only
+            oldest = pending[0].event_time if pending else 0.0
+            if waiting and (not pending or waiting[0] < oldest):
+                oldest = waiting[0]
+            return (len(waiting) + len(pending), oldest)
+        times = list(waiting)
+        for content in pending:  # release order, as a release of all of them would go
+            if content.by_agent:
+                del times[: bisect_right(times, content.event_time)]
+            elif not content.outbound:
+                insort(times, content.event_time)
+        return (len(times), times[0] if times else 0.0)
 
     def wait(self, event_time: float) -> None:
         """A customer content starts waiting."""

@@ -74,10 +74,15 @@ class PartitionTotals(msgspec.Struct):
     sla: dict[SlaKey, int] = msgspec.field(default_factory=dict)
     late: dict[str, int] = msgspec.field(default_factory=dict)
 
-    def count_content(self, source: SourceKey, direction: str, agent_id: str | None) -> None:
+    def count_content(self, source: SourceKey, direction: str) -> None:
+        """A content in the volumes (counted on arrival: ``streams.core.responses.partition``)."""
         key = (source[0], source[1], direction)
         self.contents[key] = self.contents.get(key, 0) + 1
-        if direction == "outbound" and agent_id:  # an agent's content (CONTRACT)
+
+    def count_reply(self, agent_id: str | None) -> None:
+        """A released agent content (answer or proactive), as the leaderboard counts it;
+        an outbound content with no agent is no agent's reply (CONTRACT)."""
+        if agent_id:
             self.agent_replies[agent_id] = self.agent_replies.get(agent_id, 0) + 1
 
     def count_late(self, source_id: str) -> None:

@@ -29,11 +29,12 @@ from streams.core.responses.partition import (
     decode_thread_state,
     encode_partition_state,
     encode_thread_state,
+    volumes,
 )
 from streams.core.responses.sla import SlaPolicy
 from streams.core.responses.totals import Histogram, PartitionTotals, cumulative_buckets
 from tests.plugins.stores import MemoryThreadStore
-from tests.references.responses import Expected, Step, reference
+from tests.references.responses import Expected, Step, live_reference, reference
 
 WINDOW = 10.0
 NOW = 1772438400.0 + 30 * 86400  # a month after the scenarios begin
@@ -100,21 +101,36 @@ def assert_matches(
     states: Sequence[PartitionState],
     activities: Sequence[AgentActivity],
     expected: Expected,
+    live: bool = True,
 ) -> None:
-    assert totals.contents == dict(expected.contents)
+    """Every released number equals ``expected``; so do the live ones (volumes, backlog)
+    unless ``live`` is False (contents still buffered: see ``assert_live``)."""
+    if live:
+        assert totals.contents == dict(expected.contents)
     assert totals.agent_replies == dict(expected.agent_replies)
     assert totals.late == dict(expected.late)
     assert totals.sla == dict(expected.sla)
     assert_histograms_match(totals.response, expected, lambda o: o.source)  # type: ignore[arg-type]
     assert_histograms_match(totals.first_response, expected, lambda o: o.source, True)  # type: ignore[arg-type]
     assert_histograms_match(totals.agent_response, expected, lambda o: o.agent)  # type: ignore[arg-type]
+    if live:
+        assert merged_backlog(states) == expected.backlog(NOW)
+    assert activity_table(activities) == expected.activities
+
+
+def merged_backlog(states: Sequence[PartitionState]) -> dict[tuple[str, str], tuple[int, float]]:
     merged: dict[tuple[str, str], tuple[int, float]] = {}
     for state in states:
         for key, (n, age) in backlog(state, NOW).items():
             old = merged.get(key, (0, -math.inf))
             merged[key] = (old[0] + n, max(old[1], age))
-    assert merged == expected.backlog(NOW)
-    assert activity_table(activities) == expected.activities
+    return merged
+
+
+def assert_live(state: PartitionState, expected: Expected) -> None:
+    """The live numbers (backlog, volumes) count every content received, buffered or not."""
+    assert backlog(state, NOW) == expected.backlog(NOW)
+    assert volumes(state) == dict(expected.contents)
 
 
 @given(seed=SEEDS)
@@ -175,7 +191,69 @@ def test_clock_releases_and_unflushed_buffers_match_reference(seed: int) -> None
             steps.append(event.received_at.timestamp() + rng.uniform(0.0, 2 * WINDOW))
     part = Partition().run(steps, flush=False)
     expected = reference(steps, WINDOW, flush=False)
-    assert_matches(part.state.totals, [part.state], part.activities, expected)
+    assert_matches(part.state.totals, [part.state], part.activities, expected, live=False)
+    assert_live(part.state, live_reference(steps, WINDOW))
+
+
+@given(seed=SEEDS, data=st.data())
+@PROPERTY
+def test_live_backlog_and_volumes_match_reference_at_every_step(
+    seed: int, data: st.DataObject
+) -> None:
+    """Backlog and volumes count a content as soon as it is applied (issue 10), equal to
+    "everything received so far, in event-time order", while the response numbers still
+    wait for the reorder window; volumes never go down; the view survives a round trip."""
+    rng = random.Random(seed)
+    events = scenario(seed, threads=25)
+    steps: list[Step] = []
+    for event in events:
+        steps.append(event)
+        if rng.random() < 0.05:
+            steps.append(event.received_at.timestamp() + rng.uniform(0.0, 2 * WINDOW))
+    checks = set(data.draw(st.lists(st.integers(1, len(steps)), min_size=3, max_size=8)))
+    part = Partition()
+    before: dict[tuple[str, str, str], int] = {}
+    buffered_seen = False
+    for n, step in enumerate(steps, start=1):
+        part.run([step], flush=False)
+        counted = volumes(part.state)
+        assert all(counted.get(key, 0) >= k for key, k in before.items()), "a volume went down"
+        before = dict(counted)
+        buffered_seen = buffered_seen or bool(part.state.provisional)
+        if n in checks:
+            prefix = steps[:n]
+            assert_live(part.state, live_reference(prefix, WINDOW))
+            released = reference(prefix, WINDOW, flush=False)
+            assert part.state.totals.contents == dict(live_reference(prefix, WINDOW).contents)
+            assert_histograms_match(part.state.totals.response, released, lambda o: o.source)  # type: ignore[arg-type]
+            assert decode_partition_state(encode_partition_state(part.state)) == part.state
+    assert buffered_seen
+    part.run([], flush=True)
+    assert part.state.provisional == {}
+
+
+def test_a_new_question_is_in_the_backlog_before_its_window_passes() -> None:
+    part = Partition()
+    start = datetime.fromtimestamp(1772438400.0, UTC)
+
+    def content(n: int, seconds: float, direction: str) -> ContentEvent:
+        at = start + timedelta(seconds=seconds)
+        return ContentEvent(event_id=f"e{n}", event_type="content.imported", origin="engage",
+                            event_time=at, received_at=at, content_id=f"c{n}", thread_id="t1",
+                            source_id="wa-1", source_type="whatsapp", direction=direction,
+                            agent_id="a1" if direction == "outbound" else None)  # fmt: skip
+
+    part.run([content(1, 0, "inbound")], flush=False)
+    now = start.timestamp() + 1
+    assert backlog(part.state, now) == {("wa-1", "whatsapp"): (1, 1.0)}
+    assert volumes(part.state) == {("wa-1", "whatsapp", "inbound"): 1}
+    assert part.state.totals.response == {} and part.activities == []
+    part.run([content(2, 0.5, "outbound")], flush=False)  # the answer clears it, live
+    assert backlog(part.state, now) == {}
+    assert part.state.totals.response == {}  # the response itself waits for the window
+    part.run([], flush=True)
+    assert [a.response_seconds for a in part.activities] == [0.5]
+    assert backlog(part.state, now) == {}
 
 
 def _jittered(

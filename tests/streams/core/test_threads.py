@@ -220,8 +220,10 @@ def test_late_content_counts_but_never_retracts() -> None:
         ev(150, recv=200, thread="other"),  # watermark 200: a1 (received 100) is released
         ev(50, recv=201, content="c2"),     # ordered before a1, received > 10 s after it: late
     )  # fmt: skip
-    # Nothing can restore c2's order any more: it is released (waiting) at once.
-    assert backlog(run.state, T0 + 202) == {WA: (1, 152.0)}
+    # Nothing can restore c2's order any more: it is released (waiting) at once. The other
+    # thread's question (still in its reorder buffer) waits too: the backlog is live.
+    assert backlog(run.state, T0 + 202) == {WA: (2, 152.0)}
+    assert run.state.waiting_by_source == {WA: 1}  # released: c2 only
     run.feed(out(300, recv=301, content="a2")).flush()
     assert run.responses() == [100.0, 250.0]  # c2 waited for the next answer, a2
     assert run.totals.late == {"wa-1": 1}

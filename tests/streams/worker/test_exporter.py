@@ -32,15 +32,16 @@ TOPIC = "engage.contents"
 
 def hand_made_states() -> dict[int, PartitionState]:
     p0 = PartitionState()
-    p0.totals.count_content(WA, "inbound", None)
-    p0.totals.count_content(WA, "inbound", None)
-    p0.totals.count_content(WA, "outbound", "ag-1")
+    p0.totals.count_content(WA, "inbound")
+    p0.totals.count_content(WA, "inbound")
+    p0.totals.count_content(WA, "outbound")
+    p0.totals.count_reply("ag-1")
     p0.totals.observe_response(WA, "ag-1", 40.0, first=True, within_sla=True)
     p0.totals.observe_response(WA, "ag-1", 400.0, first=False, within_sla=False)
     p0.totals.count_late("wa-1")
     p0.waiting["t9"] = WaitingThread("wa-1", "whatsapp", 2, NOW - 100.0)
     p3 = PartitionState()
-    p3.totals.count_content(MAIL, "inbound", None)
+    p3.totals.count_content(MAIL, "inbound")
     return {0: p0, 3: p3}
 
 
@@ -129,6 +130,25 @@ def test_scenario_exposition_sums_to_the_reference_totals() -> None:
     )
     assert total("engage_agent_replies_total") == sum(expected.agent_replies.values())
     assert total("engage_backlog_contents") == sum(n for n, _ in expected.backlog(NOW).values())
+
+
+def test_the_live_backlog_and_the_reorder_buffer_are_exported() -> None:
+    """Issue 10: backlog gauges come from the live backlogs when given (counters still from
+    the durable states); threads with buffered contents are a gauge of their own."""
+    state = PartitionState()
+    state.totals.count_content(WA, "inbound")
+    state.provisional["t1"] = WaitingThread("wa-1", "whatsapp", 1, NOW - 5.0)
+    live = {0: {WA: (3, 7.0)}}
+    registry = CollectorRegistry()
+    registry.register(PartitionCollector(lambda: {0: state}, lambda: NOW, TOPIC, lambda: live))
+    got = samples(generate_latest(registry).decode())
+    wa = {"source": "wa-1", "source_type": "whatsapp"}
+    assert got[("engage_contents_total", at(0, **wa, direction="inbound"))] == 1
+    assert got[("engage_backlog_contents", at(0, **wa))] == 3
+    assert got[("engage_backlog_oldest_age_seconds", at(0, **wa))] == 7.0
+    assert got[("engage_reorder_buffer_threads", at(0))] == 1
+    # Without live backlogs, the state's own (live) view.
+    assert samples(scrape({0: state}))[("engage_backlog_contents", at(0, **wa))] == 1
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed")

@@ -165,7 +165,8 @@ def stream_settings(kafka_settings: Settings, kafka_broker: object) -> Settings:
 def run_until_done(
     workers: list[WorkerProcess], expected_contents: float, timeout: float
 ) -> Series:
-    """Scrape until every owned partition is processed and the contents add up."""
+    """Scrape until every owned partition is processed, the contents add up and no reorder
+    buffer holds anything (contents count at once, their responses after the window)."""
     state: dict[str, Series] = {}
 
     def done() -> bool:
@@ -180,7 +181,13 @@ def run_until_done(
         state["series"] = series
         contents = sum(v for (n, _), v in series.items() if n == "engage_contents_total")
         owned = len(parse_all_lag(texts))
-        return owned == PARTITIONS and lag_total(series) == 0 and contents >= expected_contents
+        buffered = sum(v for (n, _), v in series.items() if n == "engage_reorder_buffer_threads")
+        return (
+            owned == PARTITIONS
+            and lag_total(series) == 0
+            and contents >= expected_contents
+            and buffered == 0
+        )
 
     def log() -> str:
         return "\n---\n".join(w.log_tail() for w in workers)
