@@ -1,0 +1,50 @@
+"""The contents pipeline's Kafka writes, against the real broker.
+
+A flush sends its records (the partition record, then each dirty thread; or a partition's
+activities) to one partition as few record batches as fit, in order, and learns from the
+last batch's base offset and size where the store's recovery resumes
+(``set_changelog_offset``). Those offsets must be exact, and the order must hold also when
+the records fill several batches. The pipeline as a whole runs in the worker integration
+and fault tests.
+"""
+
+from __future__ import annotations
+
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from engage_streams.settings import Settings
+from engage_streams.topics import create_topics
+from streams.worker.contents import _send_all, send_in_batches
+from tests.plugins.topics import end_offsets, read_topic
+
+pytestmark = pytest.mark.kafka
+
+
+async def test_records_fill_several_batches_in_order_and_the_last_offset_is_exact(
+    kafka_settings: Settings,
+) -> None:
+    bootstrap = kafka_settings.kafka_bootstrap_servers
+    topic = kafka_settings.topic
+    await create_topics(bootstrap, {topic: 3})
+    # Small batches: 1,500 records of ~200 bytes need many of them.
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, max_batch_size=16_384
+    )
+    await producer.start()
+    try:
+        records = [(f"thread-{i:05d}".encode(), b"x" * 190 + str(i).encode()) for i in range(1500)]
+        records.append((b"thread-gone", None))  # a tombstone, as for a dropped thread
+        futures, in_last = await send_in_batches(producer, topic, 2, records)
+        assert len(futures) > 5, "the records should not fit one batch"
+        base_offsets = [int((await f).offset) for f in futures]
+        assert base_offsets == sorted(base_offsets)
+        assert base_offsets[-1] + in_last - 1 == len(records) - 1  # the last record's offset
+        last_offset, last_count = await _send_all(topic, 2, records[:10], producer)
+        assert last_offset + last_count - 1 == len(records) + 9
+    finally:
+        await producer.stop()
+    assert (await end_offsets(bootstrap, topic)) == {0: 0, 1: 0, 2: len(records) + 10}
+    got = await read_topic(bootstrap, topic, 0)
+    assert [(r.key, r.value) for r in got] == records + records[:10]
+    assert {r.partition for r in got} == {2}
