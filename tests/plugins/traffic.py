@@ -11,16 +11,13 @@ events the connector acknowledged with 200. ``expected_contents`` is what the wo
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import ClassVar
 
 import httpx
 import msgspec
@@ -30,16 +27,15 @@ from engage_streams.record import ContentEvent
 from engage_streams.settings import Settings
 from simulator.deliveries import classic_envelope
 from simulator.scenario import ScenarioConfig, generate
+from tests.plugins.processes import CliProcess
 
 SECRET = "fault-secret"
 ContentKey = tuple[str, str, str]  # (source, source_type, direction) as exported
 
 
 @dataclass
-class ConnectorProcess:
-    settings: Settings
-    log_path: Path
-    process: subprocess.Popen[bytes] | None = None
+class ConnectorProcess(CliProcess):
+    command: ClassVar[str] = "connector"
 
     @classmethod
     def of(cls, base: Settings, log_path: Path) -> ConnectorProcess:
@@ -50,42 +46,11 @@ class ConnectorProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.settings.connector_port}"
 
-    def start(self) -> None:
-        env = {**os.environ, **self.settings.to_env(), "PYTHONUNBUFFERED": "1"}
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "engage_streams.cli", "connector"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=Path(__file__).resolve().parents[2],
-            start_new_session=True,
-        )
-
     def ready(self) -> bool:
         try:
             return httpx.get(self.url + "/readyz", timeout=2.0).status_code == 200
         except httpx.HTTPError:
             return False
-
-    def kill9(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=30)
-        self.process = None
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill9()
-        self.process = None
-
-    def log_tail(self, lines: int = 40) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
 
 
 def recent_events(seed: int, threads: int, agents: int = 12) -> list[ContentEvent]:

@@ -7,14 +7,11 @@ Used by the integration tests of the worker: start, wait on a condition with a d
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -23,6 +20,7 @@ from devkit.ports import free_port
 from engage_streams.partitioning import partition_for
 from engage_streams.record import ContentEvent, encode_event
 from engage_streams.settings import Settings
+from tests.plugins.processes import CliProcess
 from tests.plugins.topics import produce
 from tests.references.responses import Expected, reference
 
@@ -30,46 +28,12 @@ Series = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 @dataclass
-class WorkerProcess:
-    settings: Settings
-    log_path: Path
-    process: subprocess.Popen[bytes] | None = None
-    env: dict[str, str] = field(default_factory=dict)
+class WorkerProcess(CliProcess):
+    command: ClassVar[str] = "worker"
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.settings.worker_web_port}"
-
-    def start(self) -> None:
-        env = {**os.environ, **self.settings.to_env(), **self.env}
-        env["PYTHONUNBUFFERED"] = "1"
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "engage_streams.cli", "worker"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=Path(__file__).resolve().parents[2],
-            start_new_session=True,
-        )
-
-    def kill9(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=30)
-        self.process = None
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill9()
-        self.process = None
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
 
     @property
     def auth(self) -> dict[str, str]:
@@ -86,10 +50,6 @@ class WorkerProcess:
         except httpx.HTTPError:
             return None
         return response.text if response.status_code == 200 else None
-
-    def log_tail(self, lines: int = 60) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
 
 
 def worker_settings(base: Settings, data_dir: Path, **overrides: object) -> Settings:
