@@ -11,14 +11,14 @@ of times. Other failures raise ``EngageApiError`` naming the path and status (ne
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Final
 
 import httpx
+
+from engage_streams.rest.retry_after import retry_after_seconds
 
 log = logging.getLogger("engage_streams.rest.classic")
 
@@ -83,7 +83,7 @@ class EngageRestClient:
             if response.status_code == 429 or response.status_code >= 500:
                 if attempt + 1 == self._max_attempts:
                     break
-                wait = _retry_after(response.headers.get("Retry-After"))
+                wait = retry_after_seconds(response.headers.get("Retry-After"))
                 wait = min(self._max_wait, 0.5 * 2**attempt if wait is None else wait)
                 log.info("event=engage_api_backoff path=%s code=%d wait=%.1f",
                          path, response.status_code, wait)  # fmt: skip
@@ -136,21 +136,6 @@ class EngageRestClient:
     def sources(self) -> AsyncIterator[dict[str, Any]]:
         """The channels (``GET /content_sources``: name, type, sla_response, ...)."""
         return self.paged("/content_sources")
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (seconds or an HTTP date)."""
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def extension_ids(users: Iterable[Mapping[str, Any]]) -> dict[str, str]:

@@ -35,7 +35,6 @@ Prometheus is optional: pass ``registry=`` to count requests in
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
 import time
 import weakref
@@ -47,6 +46,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import httpx
 
+from engage_streams.rest.retry_after import retry_after_seconds, seconds_header
 from engage_streams.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
@@ -497,7 +497,7 @@ class PlatformClient:
         # The last request of the window went through: the next one waits for the window
         # (a 429 itself waits in ``_backoff``).
         if response.status_code != 429 and response.headers.get("X-Rate-Limit-Remaining") == "0":
-            window = _seconds(response.headers.get("X-Rate-Limit-Window"))
+            window = seconds_header(response.headers.get("X-Rate-Limit-Window"))
             if window:
                 self._not_before = max(
                     self._not_before, self._clock() + min(window, self._max_wait)
@@ -515,9 +515,9 @@ class PlatformClient:
     ) -> None:
         wait: float | None = None
         if response is not None:
-            wait = _retry_after(response.headers.get("Retry-After"))
+            wait = retry_after_seconds(response.headers.get("Retry-After"))
             if wait is None and response.status_code == 429:
-                wait = _seconds(response.headers.get("X-Rate-Limit-Window"))
+                wait = seconds_header(response.headers.get("X-Rate-Limit-Window"))
         if wait is None:
             wait = 0.5 * 2**attempt
         wait = min(self._max_wait, wait)
@@ -587,25 +587,3 @@ def _creation_time(content: dict[str, Any]) -> datetime | None:
     except ValueError:
         return None
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def _seconds(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        return None
-    return seconds if seconds >= 0 else None
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (seconds or an HTTP date)."""
-    seconds = _seconds(value)
-    if seconds is not None or value is None:
-        return seconds
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
