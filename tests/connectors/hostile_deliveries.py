@@ -15,12 +15,22 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from datetime import timedelta, timezone
 from typing import Any
 
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from tests.connectors.delivery_invariant import RECEIVED_AT, WORDS_MARKER, check_parsed
+
+#: How many examples each property test tries (FUZZ_EXAMPLES), and their hypothesis settings.
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "100"))
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 __all__ = ["RECEIVED_AT", "WORDS_MARKER", "check_parsed"]
 

@@ -11,16 +11,16 @@ kept below as regression cases (``REGRESSIONS``), as are the atheris ones (``fuz
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from connectors.envelopes import backfill_record, parse_classic, parse_platform
 from tests.connectors.hostile_deliveries import (
+    FUZZ,
     RECEIVED_AT,
     WORDS_MARKER,
     Obj,
@@ -33,13 +33,7 @@ from tests.connectors.hostile_deliveries import (
     to_bytes,
 )
 
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "100"))
 pytestmark = pytest.mark.timeout(1800)  # the machine may be shared; FUZZ_EXAMPLES sets the work
-FUZZ = settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
 CRASHES = Path(__file__).resolve().parents[2] / "fuzz" / "crashes"
 
 

@@ -10,19 +10,19 @@ and only the configured secret gets a delivery through. ``FUZZ_EXAMPLES`` as in
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import httpx
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from connectors.envelopes import DEAD_LETTER_REASONS
 from engage_streams.record import decode_event
 from engage_streams.settings import Settings
 from tests.connectors.hostile_deliveries import (
+    FUZZ,
     WORDS_MARKER,
     bodies,
     classic_envelopes,
@@ -30,13 +30,7 @@ from tests.connectors.hostile_deliveries import (
 )
 from tests.connectors.in_process import MemoryPublisher, Served, connector_in_thread
 
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "100"))
 pytestmark = pytest.mark.timeout(1800)  # the machine may be shared; FUZZ_EXAMPLES sets the work
-FUZZ = settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
 SECRET = "fuzz-secret-5e1f"
 RC_TOKEN = "fuzz-rc-token-77"
 SETTINGS = Settings(
