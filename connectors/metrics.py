@@ -134,6 +134,11 @@ class ConnectorMetrics:
         )
         for reason in REJECTION_REASONS:
             self.rejected.labels(reason=reason)
+        self.producer_renewals = Counter(
+            "engage_connector_producer_renewals",
+            "Kafka producers replaced because the broker lost track of them (after a restart).",
+            registry=self.registry,
+        )
         self.publish_latency = Histogram(
             "engage_publish_latency_seconds",
             "Time from handing a delivery's records to the producer to Kafka's acknowledgement.",

@@ -464,8 +464,11 @@ async def serve(
     if signals:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
+    metrics = ConnectorMetrics()
     try:
-        publisher = await _start_publisher(settings, deadline_seconds=30.0, stop=stop)
+        publisher = await _start_publisher(
+            settings, deadline_seconds=30.0, stop=stop, on_renewed=metrics.producer_renewals.inc
+        )
     except (KafkaError, OSError) as error:
         log.error(
             "event=kafka_unreachable bootstrap=%s error=%s (check KAFKA_BOOTSTRAP_SERVERS)",
@@ -483,7 +486,6 @@ async def serve(
         )
         await publisher.stop()
         return 1
-    metrics = ConnectorMetrics()
     agent_ids = AgentIds()
     platform_client: PlatformClient | None = None
     if lookup is None:
@@ -599,7 +601,11 @@ def _platform_client(settings: Settings, metrics: ConnectorMetrics) -> PlatformC
 
 
 async def _start_publisher(
-    settings: Settings, *, deadline_seconds: float, stop: asyncio.Event
+    settings: Settings,
+    *,
+    deadline_seconds: float,
+    stop: asyncio.Event,
+    on_renewed: Callable[[], object] | None = None,
 ) -> KafkaPublisher:
     """A started publisher; retries while the broker is still coming up (e.g. in the demo)."""
     deadline = time.monotonic() + deadline_seconds
@@ -607,6 +613,7 @@ async def _start_publisher(
         publisher = KafkaPublisher(
             settings.kafka_bootstrap_servers,
             request_timeout_seconds=max(15.0, settings.publish_timeout_seconds),
+            on_renewed=on_renewed,
         )
         try:
             await publisher.start()

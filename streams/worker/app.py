@@ -27,6 +27,7 @@ import mode
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from engage_streams.producers import needs_new_producer, sender_stopped
 from engage_streams.settings import Settings
 from streams.core.directory import AgentProfile, Directory, load_directory
 from streams.core.gamification.leaderboard import Standings
@@ -237,6 +238,8 @@ def build_app(settings: Settings) -> BatchApp:
             ]
             await asyncio.gather(*sends)
         except KafkaError as exc:
+            if needs_new_producer(exc) or sender_stopped(producer):
+                pipeline.replace_producer(producer)
             pipeline.watchdog.write_failed("partition summaries", exc)
             log.info("partition summaries not sent: %r", exc)
         else:

@@ -11,7 +11,9 @@ horizon.
 Kafka going away (a broker restart, a leader moving) never stops it: a flush whose records are
 not acknowledged is sent again, whole and in order, until they are (a repeated record in the
 changelog or the activity topic changes nothing: readers keep the last state of a key and
-count each content once), and later flushes of the partition wait for it. Offset commits go
+count each content once), and later flushes of the partition wait for it. A producer the
+broker lost track of (``engage_streams.producers``) is replaced by a new one
+(``health.producer_renewals``) and the write sent again with it. Offset commits go
 one at a time with a deadline and are only a shortcut (a reader skips offsets at or below
 ``applied_offset``). ``KafkaWatchdog`` hears of every wait and failure and tells ``/readyz``.
 
@@ -31,6 +33,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 
 from engage_streams.partitioning import partition_for
+from engage_streams.producers import close_quietly, needs_new_producer, sender_stopped
 from streams.core.gamification.activity import AgentActivity, encode_activity
 from streams.core.responses.partition import PartitionProcessor, PartitionState, UnreadableRecord
 from streams.worker.durable import (
@@ -116,6 +119,7 @@ class ContentsPipeline:
         self._probing: asyncio.Task[None] | None = None
         self._unwritable: set[int] = set()  # partitions whose local store refuses writes
         self._producer_lock = asyncio.Lock()
+        self._closing: set[asyncio.Task[None]] = set()
         self._activity_partitions: int | None = None
         self._crashing: asyncio.Future[Any] | None = None
         self._lock = asyncio.Lock()
@@ -436,10 +440,15 @@ class ContentsPipeline:
         failures = 0
         try:
             while self.owned.get(durable.partition) is durable:
+                producer: AIOKafkaProducer | None = None
                 try:
-                    result = await attempt(await self._started_producer())
+                    producer = await self._started_producer()
+                    result = await attempt(producer)
                 except Exception as exc:
-                    if not _retriable(exc):
+                    lost = needs_new_producer(exc) or sender_stopped(producer)
+                    if producer is not None and lost:
+                        self.replace_producer(producer)
+                    elif not _retriable(exc):
                         raise
                     failures += 1
                     self.watchdog.write_failed(what, exc)
@@ -492,6 +501,17 @@ class ContentsPipeline:
                 if dropped:
                     log.info("idle threads dropped partition=%d count=%d", partition, dropped)
             await asyncio.sleep(0)
+
+    def replace_producer(self, broken: AIOKafkaProducer) -> None:
+        """The broker lost track of ``broken``: close it; the next write starts a new one."""
+        if self.producer is not broken:
+            return  # replaced already (several writes fail together)
+        self.producer = None
+        self.health.producer_renewals += 1
+        log.warning("Kafka producer replaced (renewals=%d)", self.health.producer_renewals)
+        closing = asyncio.create_task(close_quietly(broken), name="producer-close")
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)
 
     async def _started_producer(self) -> AIOKafkaProducer:
         # Batches can arrive before the app's services start (right after recovery).

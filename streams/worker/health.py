@@ -40,6 +40,7 @@ class WorkerHealth:
         self.recovery_progress: float | None = None
         self.rebalances = 0
         self.commit_failures = 0
+        self.producer_renewals = 0
         self.not_ready("starting", "waiting for partitions to be assigned")
 
     def not_ready(self, reason: str, detail: str) -> None:
@@ -120,3 +121,9 @@ class HealthCollector(Collector):
         )
         failures.add_metric([], float(health.commit_failures))
         yield failures
+        renewals = CounterMetricFamily(
+            "engage_worker_producer_renewals",
+            "Kafka producers of this worker replaced because the broker lost track of them.",
+        )
+        renewals.add_metric([], float(health.producer_renewals))
+        yield renewals

@@ -203,10 +203,16 @@ class Rig:
         return figures
 
 
-def time_until(condition: Callable[[], bool], timeout: float, what: str) -> float:
-    """Seconds until ``condition()`` holds (polled every 0.2 s), at most ``timeout``."""
+def time_until(
+    condition: Callable[[], bool],
+    timeout: float,
+    what: str,
+    on_fail: Callable[[], str] | None = None,
+) -> float:
+    """Seconds until ``condition()`` holds (polled every 0.2 s), at most ``timeout``;
+    ``on_fail`` (e.g. ``Rig.logs``) adds to the failure's message."""
     started = time.monotonic()
-    wait_for(condition, timeout, what, interval=0.2)
+    wait_for(condition, timeout, what, on_fail, interval=0.2)
     return time.monotonic() - started
 
 

@@ -125,9 +125,12 @@ def test_broker_restart_under_load(rig: Rig, kafka_broker: LocalKafka) -> None:
 
     acknowledged_before = total_acknowledged(rig)
     resume = time_until(
-        lambda: total(rig) > acknowledged_before, 180, "the worker to count new contents"
+        lambda: total(rig) > acknowledged_before,
+        180,
+        "the worker to count new contents",
+        rig.logs,
     )
-    ready_after = time_until(lambda: ready(worker), 120, "the worker to be ready again")
+    ready_after = time_until(lambda: ready(worker), 120, "the worker to be ready again", rig.logs)
     counted = rig.wait_until_counted()
     figures = rig.figures("broker restart", counted)
     figures.resume_seconds.append(resume)
