@@ -16,13 +16,18 @@ on free ports in a temporary directory. Steps:
    (start-up and rebalance excluded; so it is exact to about one scrape interval);
 4. live: while the worker runs, ``--live-events`` more events are produced at
    ``--live-rate`` per second; the end-to-end lag is the time from the last produced
-   event to the moment the worker has processed (and made durable) everything.
+   event to the moment the worker has processed (and made durable) everything;
+5. with ``--peer quix``: a Quix Streams implementation of the same per-thread response
+   metrics (``benchmarks/peers/quix_metrics.py``, in a venv of its own, ``.venv-quix``,
+   made on first use) processes the same topic, timed the same way, and its contents totals
+   are compared with the worker's ``engage_contents_total``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import shutil
 import statistics
@@ -33,6 +38,7 @@ import time
 import uuid
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -111,6 +117,62 @@ def run_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
     )
 
 
+REPO = Path(__file__).resolve().parent.parent
+QUIX_VENV = REPO / ".venv-quix"
+QUIX_REQUIREMENT = "quixstreams>=3.28,<4"
+
+
+def quix_python() -> Path:
+    """The peer's interpreter, its venv made (and Quix Streams installed) on first use."""
+    python = QUIX_VENV / "bin" / "python"
+    if not python.exists():
+        print(f"making {QUIX_VENV} for the Quix Streams peer ({QUIX_REQUIREMENT})")
+        subprocess.run([sys.executable, "-m", "venv", str(QUIX_VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", QUIX_REQUIREMENT], check=True)
+    return python
+
+
+def run_quix_peer(bootstrap: str, topic: str, total: int, workdir: Path) -> dict[str, Any]:
+    """The Quix peer's figures (its JSON line) on ``topic``."""
+    done = subprocess.run(
+        [
+            str(quix_python()),
+            str(REPO / "benchmarks" / "peers" / "quix_metrics.py"),
+            "--bootstrap",
+            bootstrap,
+            "--topic",
+            topic,
+            "--events",
+            str(total),
+            "--state-dir",
+            str(workdir / "quix-state"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"the Quix peer failed ({done.returncode}): {done.stderr[-2000:]}")
+    figures: dict[str, Any] = json.loads(lines[-1])
+    return figures
+
+
+def contents_of(port: int) -> dict[str, int]:
+    """The worker's ``engage_contents_total`` as ``source|source_type|direction -> n``."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10.0).text
+    out: dict[str, int] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name == "engage_contents":
+            for sample in family.samples:
+                if sample.name == "engage_contents_total" and sample.value:
+                    labels = sample.labels
+                    key = f"{labels['source']}|{labels['source_type']}|{labels['direction']}"
+                    out[key] = out.get(key, 0) + int(sample.value)
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=200_000)
@@ -119,6 +181,9 @@ def main() -> int:
     parser.add_argument("--live-events", type=int, default=30_000)
     parser.add_argument("--live-rate", type=float, default=5_000.0)
     parser.add_argument("--scrape", type=float, default=1.0, help="seconds between scrapes")
+    parser.add_argument(
+        "--peer", choices=["none", "quix"], default="none", help="also run a peer's pipeline"
+    )
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="engage-bench-"))
@@ -186,6 +251,8 @@ def main() -> int:
                     last = now
                     break
             time.sleep(max(0.0, args.scrape - (time.perf_counter() - scrape_began)))
+        if first is not None and last is not None and last - first < 5 * args.scrape:
+            print("too few events to time the worker (done within a few scrapes): use more")
         if first is None or last is None:
             print("the worker did not finish; log:", (workdir / "worker.log").read_text()[-3000:])
             return 1
@@ -229,12 +296,33 @@ def main() -> int:
 
         produced_at, caught_up_at = asyncio.run(live_phase())
         e2e = caught_up_at - produced_at
+        worker_contents = contents_of(port)
+        peer = None
+        if args.peer == "quix":
+            # The worker is stopped first: the peer gets the machine the worker had.
+            worker.terminate()
+            worker.wait(timeout=60)
+            worker = None
+            peer = run_quix_peer(bootstrap, topic, total + len(live_records), workdir)
 
         print()
         print(f"{'pipeline':<48} {'events/s':>12}")
         print(f"{'raw aiokafka getmany + msgspec decode (ceiling)':<48} {raw:>12,.0f}")
         print(f"{'engage-streams worker (durable, exact)':<48} {rate:>12,.0f}")
         print(f"{'ratio worker / ceiling':<48} {rate / raw:>12.1%}")
+        if peer is not None:
+            print(f"{'Quix Streams peer (RocksDB state + changelog)':<48} {peer['rate']:>12,.0f}")
+            print(f"{'ratio worker / Quix peer':<48} {rate / peer['rate']:>12.2f}x")
+            print(f"{'ratio Quix peer / ceiling':<48} {peer['rate'] / raw:>12.1%}")
+            same = peer["contents"] == worker_contents
+            print(
+                f"contents by source and direction, worker vs peer: "
+                f"{'equal' if same else 'DIFFERENT'} ({sum(worker_contents.values()):,} contents)"
+            )
+            if not same:
+                for key in sorted(set(peer["contents"]) | set(worker_contents))[:20]:
+                    theirs = peer["contents"].get(key, 0)
+                    print(f"  {key}: worker {worker_contents.get(key, 0)}, peer {theirs}")
         if scrapes:
             print(
                 f"/metrics scraped every {args.scrape:g} s during the run: {len(scrapes)} "
