@@ -477,6 +477,20 @@ def _readable_file(value: str) -> str | None:
     return None
 
 
+def _writable_dir(value: str) -> str | None:
+    """A directory we can create files in, or can create (its nearest existing parent is a
+    writable directory)."""
+    path = Path(value).expanduser()
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is not a directory"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable"
+    return None
+
+
 def _bootstrap(value: str) -> str | None:
     servers = [server.strip() for server in value.split(",") if server.strip()]
     if not servers:
@@ -511,4 +525,5 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "sla_config": _readable_file,
     "scoring_config": _readable_file,
     "agents_config": _readable_file,
+    "data_dir": _writable_dir,
 }
