@@ -55,7 +55,6 @@ def main() -> None:
                 response_seconds=response,
                 first_response=rng.random() < 0.3,
                 within_sla=None if response is None else response <= 300,
-                cleared_backlog=rng.random() < 0.01,
             )
         )
     fed = time.perf_counter() - started
