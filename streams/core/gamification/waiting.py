@@ -71,19 +71,77 @@ def _rank(run: WaitingRun) -> tuple[bool, float, str]:
     return (run.until is not None, run.until or 0.0, run.source_id or "")
 
 
+class _ChannelRuns:
+    """One channel's runs as intervals: open runs by start, closed runs sorted by start with
+    the running maximum of their ends (kept valid up to ``valid``), so "does any closed run
+    hold t" is one bisection. Runs mostly arrive in start order: appends keep it valid."""
+
+    __slots__ = ("ends", "keys", "open", "peak", "starts", "valid")
+
+    def __init__(self) -> None:
+        self.keys: set[RunKey] = set()
+        self.open: list[float] = []  # starts of open runs, sorted
+        self.starts: list[float] = []
+        self.ends: list[float] = []
+        self.peak: list[float] = []  # peak[i] = max(ends[: i + 1]) for i < valid
+        self.valid = 0
+
+    def insert(self, run: WaitingRun) -> None:
+        self.keys.add(run.key)
+        if run.until is None:
+            bisect.insort(self.open, run.since)
+            return
+        if run.until <= run.since:
+            return  # empty: nobody waited
+        i = bisect.bisect_right(self.starts, run.since)
+        self.starts.insert(i, run.since)
+        self.ends.insert(i, run.until)
+        self.valid = min(self.valid, i)
+
+    def remove(self, run: WaitingRun) -> None:
+        self.keys.discard(run.key)
+        if run.until is None:
+            del self.open[bisect.bisect_left(self.open, run.since)]
+            return
+        if run.until <= run.since:
+            return
+        i = bisect.bisect_left(self.starts, run.since)
+        while self.ends[i] != run.until:
+            i += 1
+        del self.starts[i]
+        del self.ends[i]
+        self.valid = min(self.valid, i)
+
+    def busy_at(self, when: float) -> bool:
+        if self.open and self.open[0] <= when:
+            return True
+        i = bisect.bisect_right(self.starts, when) - 1
+        if i < 0:
+            return False
+        if self.valid <= i:
+            peak, ends = self.peak, self.ends
+            del peak[self.valid :]
+            top = peak[-1] if peak else -math.inf
+            for n in range(self.valid, len(ends)):
+                top = max(top, ends[n])
+                peak.append(top)
+            self.valid = len(ends)
+        return self.peak[i] > when
+
+
 class WaitingTimeline:
     """Every waiting run of the cluster, per channel; answers "was the channel clear at t?".
 
-    Memory: one entry per run kept (open runs, and closed runs not yet ``forget_before``);
-    per channel, the merged busy intervals, rebuilt lazily after a change of that channel.
+    Memory: one entry per run kept (open runs, and closed runs not yet ``forget_before``),
+    and per channel its runs' starts and ends. ``add`` and ``clear_at`` cost a bisection (plus
+    a catch-up of the running maximum after a run is slotted in before others).
     """
 
-    __slots__ = ("_busy", "_by_channel", "_runs", "_versions")
+    __slots__ = ("_channels", "_runs", "_versions")
 
     def __init__(self) -> None:
         self._runs: dict[RunKey, WaitingRun] = {}
-        self._by_channel: dict[str | None, set[RunKey]] = {}
-        self._busy: dict[str | None, tuple[list[float], list[float]]] = {}
+        self._channels: dict[str | None, _ChannelRuns] = {}
         self._versions: dict[str | None, int] = {}
 
     def add(self, run: WaitingRun) -> bool:
@@ -93,23 +151,19 @@ class WaitingTimeline:
         if known is not None:
             if _rank(run) <= _rank(known):
                 return False
-            self._detach(key, known.source_id)
+            self._detach(known)
         self._runs[key] = run
-        self._by_channel.setdefault(run.source_id, set()).add(key)
+        channel = self._channels.get(run.source_id)
+        if channel is None:
+            channel = self._channels[run.source_id] = _ChannelRuns()
+        channel.insert(run)
         self._touch(run.source_id)
         return True
 
     def clear_at(self, source_id: str | None, when: float) -> bool:
         """True when no customer of the channel waits at ``when`` (in any partition)."""
-        busy = self._busy.get(source_id)
-        if busy is None:
-            keys = self._by_channel.get(source_id)
-            if not keys:
-                return True
-            busy = self._busy[source_id] = self._merge(keys)
-        starts, ends = busy
-        i = bisect.bisect_right(starts, when) - 1
-        return i < 0 or when >= ends[i]
+        channel = self._channels.get(source_id)
+        return channel is None or not channel.busy_at(when)
 
     def version(self, source_id: str | None) -> int:
         """Changes whenever the channel's runs change (for callers that cache answers)."""
@@ -121,43 +175,32 @@ class WaitingTimeline:
         Only answers at ``moment`` or later may be asked about afterwards. Open runs stay.
         """
         gone = [
-            (key, run.source_id)
-            for key, run in self._runs.items()
-            if run.until is not None and run.until <= moment
+            key for key, run in self._runs.items() if run.until is not None and run.until <= moment
         ]
-        for key, source_id in gone:
+        if not gone:
+            return 0
+        for key in gone:
             del self._runs[key]
-            self._detach(key, source_id)
+        # Rebuilt at once: removing runs one by one from the sorted lists is quadratic.
+        self._channels = {}
+        for run in sorted(self._runs.values(), key=lambda r: r.since):
+            channel = self._channels.get(run.source_id)
+            if channel is None:
+                channel = self._channels[run.source_id] = _ChannelRuns()
+            channel.insert(run)
+        for source_id in list(self._versions):
+            self._touch(source_id)
         return len(gone)
 
     def __len__(self) -> int:
         return len(self._runs)
 
-    def _detach(self, key: RunKey, source_id: str | None) -> None:
-        keys = self._by_channel.get(source_id)
-        if keys is not None:
-            keys.discard(key)
-            if not keys:
-                del self._by_channel[source_id]
-        self._touch(source_id)
+    def _detach(self, run: WaitingRun) -> None:
+        channel = self._channels[run.source_id]
+        channel.remove(run)
+        if not channel.keys:
+            del self._channels[run.source_id]
+        self._touch(run.source_id)
 
     def _touch(self, source_id: str | None) -> None:
-        self._busy.pop(source_id, None)
         self._versions[source_id] = self._versions.get(source_id, 0) + 1
-
-    def _merge(self, keys: set[RunKey]) -> tuple[list[float], list[float]]:
-        intervals = sorted(
-            (run.since, math.inf if run.until is None else run.until)
-            for run in (self._runs[key] for key in keys)
-        )
-        starts: list[float] = []
-        ends: list[float] = []
-        for since, until in intervals:
-            if until <= since:
-                continue  # empty: nobody waited
-            if ends and since <= ends[-1]:
-                ends[-1] = max(ends[-1], until)
-            else:
-                starts.append(since)
-                ends.append(until)
-        return starts, ends
