@@ -108,6 +108,42 @@ def test_forget_before_drops_only_runs_that_ended() -> None:
     assert len(timeline) == 2 and not timeline.clear_at("wa", 35.0)
 
 
+@pytest.mark.parametrize("seed", range(20))
+def test_the_timeline_answers_like_a_scan_of_every_run_while_runs_arrive(seed: int) -> None:
+    rng = random.Random(seed)
+    timeline = WaitingTimeline()
+    latest: dict[tuple[str, float], WaitingRun] = {}  # the greatest record of each run
+
+    def rank(r: WaitingRun) -> tuple[bool, float, str]:
+        return (r.until is not None, r.until or 0.0, r.source_id or "")
+
+    floor = -math.inf
+    for step in range(300):
+        since = float(rng.randrange(0, 200))
+        record = run(
+            f"t{rng.randrange(40)}",
+            since,
+            None if rng.random() < 0.3 else since + rng.randrange(0, 30),
+            source=rng.choice(["wa", "mail"]),
+        )
+        timeline.add(record)
+        if record.key not in latest or rank(record) > rank(latest[record.key]):
+            latest[record.key] = record
+        if step % 100 == 99:
+            floor = float(rng.randrange(0, 150))
+            timeline.forget_before(floor)
+            latest = {k: r for k, r in latest.items() if r.until is None or r.until > floor}
+        for when in (rng.uniform(max(floor, 0), 240) for _ in range(5)):
+            for source in ("wa", "mail"):
+                want = not any(
+                    r.source_id == source
+                    and r.since <= when < (math.inf if r.until is None else r.until)
+                    for r in latest.values()
+                )
+                assert timeline.clear_at(source, when) == want, (step, source, when)
+    assert len(timeline) == len(latest)
+
+
 def test_runs_round_trip_as_json() -> None:
     for r in (run("t1", T0 + 0.1), run("t1", T0 + 0.1, T0 + 0.30000000000000004)):
         assert decode_run(encode_run(r)) == r
