@@ -227,9 +227,15 @@ def test_late_content_counts_but_never_retracts() -> None:
     # Nothing can restore c2's order any more: it is released (waiting) at once. The other
     # thread's question (still in its reorder buffer) waits too: the backlog is live.
     assert backlog(run.state, T0 + 202) == {WA: (2, 152.0)}
-    assert run.state.waiting_by_source == {WA: 1}  # released: c2 only
+    assert {t: w.count for t, w in run.state.waiting.items()} == {"T1": 1}  # released: c2 only
     run.feed(out(300, recv=301, content="a2")).flush()
     assert run.responses() == [100.0, 250.0]  # c2 waited for the next answer, a2
+    # ... and so its waiting run says (the other thread's question is still waiting).
+    got = [(r.thread_id, r.since - T0, None if r.until is None else r.until - T0) for r in run.runs]
+    assert got == [
+        ("T1", 0.0, None), ("T1", 0.0, 100.0), ("T1", 50.0, None), ("other", 150.0, None),
+        ("T1", 50.0, 300.0),
+    ]  # fmt: skip
     assert run.totals.late == {"wa-1": 1}
     assert run.totals.contents[("wa-1", "whatsapp", "inbound")] == 3
 
