@@ -37,7 +37,7 @@ from tests.plugins.workers import (
     load_scenario,
     worker_settings,
 )
-from tests.references.leaderboard import Wait, reference_leaderboard
+from tests.references.leaderboard import Wait, channel_clear, reference_leaderboard
 from tests.references.responses import Expected
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(600)]
@@ -199,6 +199,7 @@ def two_workers(kafka_settings: Settings, tmp_path: Path) -> Any:
         topic_partitions=PARTITIONS,
         activity_topic=f"engage.agent-activity.{suffix}",
         summary_topic=f"engage.partition-summaries.{suffix}",
+        waiting_topic=f"engage.waiting-runs.{suffix}",
         timezone=TIMEZONE,
         agents_config=str(agents_file),
     )
@@ -238,6 +239,10 @@ def test_leaderboards_equal_the_reference_from_either_worker_and_the_wallboard_f
     expected = expected_numbers(events, PARTITIONS)
     activities = activities_of(expected)
     waits: list[Wait] = list(expected.waits)
+    # The badge comparison can fail: some answers clear their channel over the cluster, and
+    # some do not (a customer of the channel waits then, often in another partition).
+    cleared = [channel_clear(waits, a.source_id, a.event_time) for a in activities if a.is_answer]
+    assert any(cleared) and not all(cleared), (sum(cleared), len(cleared))
     for worker in workers:
         worker.start()
 
