@@ -31,7 +31,8 @@ with customers waiting and its earliest waiting content has no open run yet, an 
 ``WaitingRun`` (``since`` = that content's time) is added to the caller's ``runs`` list; the
 answer that stops waiting contents closes their open runs (``until`` = its time) and, when
 its earliest stopped content had none, adds the closed run ``[earliest, answer)``; an idle
-thread that expires closes its open runs at ``last_event_time + idle horizon``. The union of
+thread that expires closes its open runs at ``last_event_time + idle horizon``; a thread that
+learns its channel after a run opened publishes that open run again, with the channel. The union of
 a thread's runs is exactly the union of its customers' waiting intervals, and the runs are a
 function of the records applied (the thread remembers its open runs), so a replay emits the
 same runs.
@@ -220,6 +221,18 @@ class PartitionProcessor:
             for buffered in thread.pending:  # buffered before the source was known
                 self._count_on_arrival(state, thread, buffered)
             changed = bool(thread.pending)
+            if runs is not None and thread.open_runs:
+                # Runs opened before the channel was known: again, under it (of two records of
+                # one run the greater channel wins), so its customers wait in their channel.
+                runs.extend(
+                    WaitingRun(
+                        thread_id=thread_id,
+                        source_id=thread.source_id,
+                        source_type=thread.source_type,
+                        since=since,
+                    )
+                    for since in thread.open_runs
+                )
         if when > thread.last_event_time:
             thread.last_event_time = when
         if (

@@ -282,6 +282,7 @@ def ev(
     thread: str,
     recv: float | None = None,
     agent: str = "agent-b",
+    source: str | None = "wa",
 ) -> ContentEvent:
     n = next(_ids)
     outbound = direction == "outbound"
@@ -294,8 +295,8 @@ def ev(
         content_id=f"c{n}",
         thread_id=thread,
         intervention_id=f"i-{thread}",
-        source_id="wa",
-        source_type="whatsapp",
+        source_id=source,
+        source_type=None if source is None else "whatsapp",
         agent_id=agent if outbound else None,
         direction="outbound" if outbound else "inbound",
     )
@@ -360,6 +361,29 @@ def test_an_idle_thread_that_expires_closes_its_run_at_its_horizon() -> None:
     now = T0 + horizon + 100
     assert part.processor.expire_idle(part.state, part.store, ["a"], now, runs=expired) == 1
     assert expired == [run("a", T0 + 0, T0 + horizon)]
+
+
+def test_a_run_opened_before_the_thread_knew_its_channel_is_published_again_with_it() -> None:
+    part = Partition().feed([ev(0, thread="a", recv=0, source=None)], flush=False)
+    part.release(T0 + 15)
+    unknown = WaitingRun(thread_id="a", source_id=None, source_type=None, since=T0)
+    assert part.runs == [unknown]
+    part.feed([ev(20, thread="a", recv=20)], flush=False)  # names the channel
+    assert part.runs[1:] == [run("a", T0 + 0)]
+    for records in (part.runs, part.runs[::-1]):  # whatever the order the replica reads
+        timeline = WaitingTimeline()
+        for r in records:
+            timeline.add(r)
+        assert not timeline.clear_at("wa", T0 + 10)  # the customer of 0 waits in "wa"
+        assert timeline.clear_at(None, T0 + 10)
+    events = [ev(0, thread="b", recv=0, source=None), ev(20, thread="b", recv=20)]
+    events.append(ev(30, thread="c", recv=30))
+    steps: list[Step] = [events[0], T0 + 15.0, *events[1:]]
+    assert_timeline_is_the_reference(
+        Partition().feed(steps, flush=False).runs,
+        reference(steps, WINDOW, flush=False).waits,
+        events,
+    )
 
 
 # -- the badge ------------------------------------------------------------------------------
