@@ -74,6 +74,7 @@ def run_cluster(
                 # Each cluster its own side topics: its replica reads only its activities.
                 activity_topic=f"{base.activity_topic}.{group}",
                 summary_topic=f"{base.summary_topic}.{group}",
+                waiting_topic=f"{base.waiting_topic}.{group}",
                 worker_web_port=port,
                 data_dir=str(workdir / group / f"w{n}"),
             )
@@ -138,6 +139,7 @@ def main() -> int:
             dlq_topic=f"{topic}.dlq",
             activity_topic=f"bench.activity.{suffix}",
             summary_topic=f"bench.summaries.{suffix}",
+            waiting_topic=f"bench.waiting-runs.{suffix}",
             topic_partitions=args.partitions,
         )
         results: dict[int, tuple[float, float, int]] = {}

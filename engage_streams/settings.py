@@ -97,6 +97,14 @@ class Settings:
             "help": "per-partition channel figures (compacted, key: partition)",
         },
     )
+    waiting_topic: str = field(
+        default="engage.waiting-runs",
+        metadata={
+            "env": "ENGAGE_WAITING_TOPIC",
+            "help": "when customers of each thread waited, for the cleared_backlog badge "
+            "(compacted, key: thread id + start)",
+        },
+    )
     connector_host: str = field(
         default="127.0.0.1",
         metadata={"env": "CONNECTOR_HOST", "help": "address the connector listens on"},
