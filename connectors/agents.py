@@ -15,20 +15,26 @@ a replay. The worker's directory still knows both ids of an agent for names (so 
 id that reached Kafka before the connector learnt it is shown with the agent's name).
 
 ``AgentIds`` is the connector's mapping (extension id -> Engage user id). It only grows (an
-agent's two ids never change), and it is loaded from the classic API at start and refreshed
-every ``REFRESH_SECONDS`` while the connector runs. Without ``ENGAGE_API_URL`` /
-``ENGAGE_API_TOKEN`` it stays empty: platform records keep the extension id, which is then
-the one id used for that agent (platform-only deployments see only extension ids).
+agent's two ids never change). It is read first from the agents config file
+(``ENGAGE_AGENTS_CONFIG``: an agent's ``rc_user_id``, see ``streams.core.directory``), before
+the first delivery is served, then from the classic API at start and every
+``REFRESH_SECONDS`` while the connector runs (the file wins where both name an extension id).
+Without either, it stays empty: platform records keep the extension id, which is then the one
+id used for that agent (platform-only deployments see only extension ids).
+``engage-streams backfill`` uses the same mapping (``agent_ids_for``), so a backfilled record
+names the agent as the live webhook's record does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+from pathlib import Path
 from typing import Final
 
-from engage_streams.settings import Settings
+from engage_streams.settings import Settings, SettingsError
 
 log = logging.getLogger("connectors.agents")
 
@@ -39,13 +45,51 @@ RETRY_SECONDS: Final = 30.0
 
 
 class AgentIds(dict[str, str]):
-    """Extension id -> Engage user id; grows as agents are learnt, never forgets one."""
+    """Extension id -> Engage user id; grows as agents are learnt, never forgets one.
+
+    ``AgentIds(mapping)`` starts from ``mapping`` (the agents config file's), whose entries
+    ``learn`` never changes."""
+
+    def __init__(self, pinned: dict[str, str] | None = None) -> None:
+        super().__init__(pinned or {})
+        self.pinned = frozenset(self)
 
     def learn(self, mapping: dict[str, str]) -> int:
-        """Add ``mapping``; how many extension ids were new or changed."""
-        changed = sum(1 for k, v in mapping.items() if self.get(k) != v)
-        self.update(mapping)
-        return changed
+        """Add ``mapping`` (but for pinned ids); how many extension ids were new or changed."""
+        fresh = {k: v for k, v in mapping.items() if k not in self.pinned and self.get(k) != v}
+        self.update(fresh)
+        return len(fresh)
+
+
+def config_agent_ids(path: str | Path | None) -> dict[str, str]:
+    """Extension id -> agent id from the agents config file's ``rc_user_id`` (empty without
+    a file). ``SettingsError`` names the file when it cannot be read as an agents config (the
+    worker validates the rest of it)."""
+    if path is None:
+        return {}
+    try:
+        document = json.loads(Path(path).read_bytes())
+    except OSError as error:
+        raise SettingsError(f"ENGAGE_AGENTS_CONFIG {path}: cannot read ({error.strerror})") from None
+    except ValueError as error:
+        raise SettingsError(f"ENGAGE_AGENTS_CONFIG {path}: not valid JSON: {error}") from None
+    agents = document.get("agents", {}) if isinstance(document, dict) else None
+    if not isinstance(agents, dict):
+        raise SettingsError(f"ENGAGE_AGENTS_CONFIG {path}: agents must be an object")
+    mapping: dict[str, str] = {}
+    for agent_id, entry in agents.items():
+        extension_id = entry.get("rc_user_id") if isinstance(entry, dict) else None
+        if isinstance(extension_id, str) and extension_id:
+            mapping[extension_id] = str(agent_id)
+    return mapping
+
+
+async def agent_ids_for(settings: Settings) -> AgentIds:
+    """The mapping as a running connector has it once started: the agents config file's,
+    completed from the classic API when it is configured (and answers)."""
+    agent_ids = AgentIds(config_agent_ids(settings.agents_config))
+    await load_agent_ids(settings, agent_ids)
+    return agent_ids
 
 
 async def load_agent_ids(settings: Settings, agent_ids: AgentIds) -> bool:

@@ -327,12 +327,17 @@ PLATFORM_IMPORTED: Final = "/cx/social-messaging/v1/contents/Imported"
 
 
 def platform_backfill_record(
-    content: Any, *, received_at: datetime, forward_body: bool
+    content: Any,
+    *,
+    received_at: datetime,
+    forward_body: bool,
+    agent_ids: Mapping[str, str] | None = None,
 ) -> ContentEvent | DeadLetter:
     """A content read from the platform REST API (camelCase) as a record.
 
-    Read by ``parse_platform`` itself, as the notification of that content, so the record is
-    the one the platform webhook gives (direction, agent, automatic, status); then origin
+    Read by ``parse_platform`` itself, as the notification of that content, with the same
+    ``agent_ids`` as the connector (``creatorId`` -> Engage user id), so the record is the
+    one the platform webhook gives (direction, agent, automatic, status); then origin
     ``backfill`` and event id ``backfill:<content id>``, like ``backfill_record``.
     """
     if not isinstance(content, dict):
@@ -344,7 +349,10 @@ def platform_backfill_record(
         "body": content,
     }
     delivery = parse_platform(
-        orjson.dumps(notification), received_at=received_at, forward_body=forward_body
+        orjson.dumps(notification),
+        received_at=received_at,
+        forward_body=forward_body,
+        agent_ids=agent_ids,
     )
     if delivery.records:
         return msgspec.structs.replace(delivery.records[0], origin="backfill")
