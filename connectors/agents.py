@@ -70,7 +70,8 @@ def config_agent_ids(path: str | Path | None) -> dict[str, str]:
     try:
         document = json.loads(Path(path).read_bytes())
     except OSError as error:
-        raise SettingsError(f"ENGAGE_AGENTS_CONFIG {path}: cannot read ({error.strerror})") from None
+        message = f"ENGAGE_AGENTS_CONFIG {path}: cannot read ({error.strerror})"
+        raise SettingsError(message) from None
     except ValueError as error:
         raise SettingsError(f"ENGAGE_AGENTS_CONFIG {path}: not valid JSON: {error}") from None
     agents = document.get("agents", {}) if isinstance(document, dict) else None

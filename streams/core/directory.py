@@ -9,9 +9,9 @@ The file (``ENGAGE_AGENTS_CONFIG``, example in ``config/agents.example.json``) r
 Every key is optional. ``rc_user_id`` is the agent's RingCentral extension id (the platform's
 ``creatorId``, ``rc_user_id`` of the classic ``GET /users``): the connector writes the agent id
 for it (``connectors.agents``), and an extension id that still reached a record is shown with
-the agent's name (``Directory.aliases``). Agents missing from the file are shown by their id and belong to no
-team; channels missing from it are shown by their id (or the name the Engage API gives).
-Loaded once at start; ``DirectoryError`` names the key to fix.
+the agent's name (``Directory.aliases``). Agents missing from the file are shown by their id
+and belong to no team; channels missing from it are shown by their id (or the name the Engage
+API gives). Loaded once at start; ``DirectoryError`` names the key to fix.
 """
 
 from __future__ import annotations

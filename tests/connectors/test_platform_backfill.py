@@ -334,7 +334,7 @@ async def test_a_creator_id_is_the_engage_user_of_the_classic_users_rc_user_id(
     monkeypatch.setenv("ENGAGE_API_TOKEN", TOKEN)
     platform.add_contents(conversation(3))
     # The command runs its own event loop: in a thread, while this loop serves the fake.
-    code, out, err = await asyncio.to_thread(run, capsys, "--no-progress")
+    code, _, err = await asyncio.to_thread(run, capsys, "--no-progress")
     assert code == 0, err
     agent_ids = [e.agent_id for e in await asyncio.to_thread(events)]
     assert agent_ids == [None, None, "5e9f8a7b6c5d4e0099887766"]
