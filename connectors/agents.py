@@ -29,12 +29,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from pathlib import Path
 from typing import Final
 
-from engage_streams.settings import Settings, SettingsError
+from engage_streams.agents_config import extension_ids_of_config
+from engage_streams.settings import Settings
 
 log = logging.getLogger("connectors.agents")
 
@@ -63,26 +63,8 @@ class AgentIds(dict[str, str]):
 
 def config_agent_ids(path: str | Path | None) -> dict[str, str]:
     """Extension id -> agent id from the agents config file's ``rc_user_id`` (empty without
-    a file). ``SettingsError`` names the file when it cannot be read as an agents config (the
-    worker validates the rest of it)."""
-    if path is None:
-        return {}
-    try:
-        document = json.loads(Path(path).read_bytes())
-    except OSError as error:
-        message = f"ENGAGE_AGENTS_CONFIG {path}: cannot read ({error.strerror})"
-        raise SettingsError(message) from None
-    except ValueError as error:
-        raise SettingsError(f"ENGAGE_AGENTS_CONFIG {path}: not valid JSON: {error}") from None
-    agents = document.get("agents", {}) if isinstance(document, dict) else None
-    if not isinstance(agents, dict):
-        raise SettingsError(f"ENGAGE_AGENTS_CONFIG {path}: agents must be an object")
-    mapping: dict[str, str] = {}
-    for agent_id, entry in agents.items():
-        extension_id = entry.get("rc_user_id") if isinstance(entry, dict) else None
-        if isinstance(extension_id, str) and extension_id:
-            mapping[extension_id] = str(agent_id)
-    return mapping
+    a file); ``SettingsError`` names the file when it cannot be read."""
+    return extension_ids_of_config(path)
 
 
 async def agent_ids_for(settings: Settings) -> AgentIds:
@@ -115,7 +97,8 @@ async def keep_agent_ids_fresh(
 ) -> None:
     """Load and refresh ``agent_ids`` until ``stop`` (returns at once without a classic API)."""
     if not settings.engage_api_url or not settings.engage_api_token:
-        log.info("event=agent_ids_not_configured (platform records keep extension ids)")
+        if not agent_ids:
+            log.info("event=agent_ids_not_configured (platform records keep extension ids)")
         return
     while not stop.is_set():
         loaded = await load_agent_ids(settings, agent_ids)

@@ -90,6 +90,10 @@ WORDS_KEYS: Final = frozenset(
 )
 
 
+PlatformShape = Literal["nested", "flat", "thin"]
+PLATFORM_SHAPES: Final[tuple[PlatformShape, ...]] = ("nested", "flat", "thin")
+
+
 class EnvelopeError(ValueError):
     """The request body is not an envelope of this endpoint; the message says why (HTTP 400)."""
 
@@ -118,6 +122,9 @@ class Delivery(msgspec.Struct, frozen=True):
     records: list[ContentEvent]
     dead_letters: list[DeadLetter]
     unresolved: list[UnresolvedNotification] = msgspec.field(default_factory=list)
+    #: A platform notification's shape: ``nested`` (``body.resource``), ``flat`` (the
+    #: content is ``body``) or ``thin`` (to be resolved); ``None`` for classic deliveries.
+    platform_shape: PlatformShape | None = None
 
 
 class _Rejected(Exception):
@@ -169,14 +176,17 @@ def parse_platform(
     body = envelope.get("body")
     if not isinstance(body, dict):
         raise EnvelopeError("field 'body' must be an object")
+    shape: PlatformShape = "nested" if "resource" in body else "flat"
     try:
         record = _platform_record(envelope, received_at, forward_body, agent_ids or {})
     except _Thin as thin:
         notification = _redacted(envelope, forward_body)
-        return Delivery([], [], [UnresolvedNotification(thin.content_id, notification)])
+        unresolved = [UnresolvedNotification(thin.content_id, notification)]
+        return Delivery([], [], unresolved, platform_shape="thin")
     except _Rejected as rejected:
-        return Delivery([], [DeadLetter(rejected.reason, _redacted(envelope, forward_body))])
-    return Delivery([record], [])
+        dead = [DeadLetter(rejected.reason, _redacted(envelope, forward_body))]
+        return Delivery([], dead, platform_shape=shape)
+    return Delivery([record], [], platform_shape=shape)
 
 
 def resolved_record(

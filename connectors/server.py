@@ -287,6 +287,8 @@ class _Receiver:
             log.info("event=dead_letter endpoint=%s reason=%s", endpoint, item.reason)
         if delivery.unresolved:
             self.metrics.unresolved.labels("queued").inc(len(delivery.unresolved))
+        if delivery.platform_shape is not None:
+            self.metrics.platform_notifications.labels(delivery.platform_shape).inc()
         self._count(endpoint, 200)
         return web.Response(
             body=_accepted_body(
@@ -420,6 +422,9 @@ def main(settings: Settings, argv: list[str]) -> int:
             level=logging.INFO,
             format="ts=%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
         )
+        # One line per platform API request (each resolved notification) is noise; the
+        # platform client logs retries and failures itself.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     return asyncio.run(serve(settings))
 
 

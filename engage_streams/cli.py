@@ -305,9 +305,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo = add(
         "demo",
         "run the whole thing on this machine",
-        "Runs everything on one machine: the local Kafka broker, the connector (secret "
-        "`demo-secret`), one stream worker, the traffic simulator and Prometheus when it is "
-        "installed; prints the URLs and a curl command to try. Ctrl-C stops all it started.",
+        "Runs everything on one machine: the local Kafka broker, a fake RingCentral platform "
+        "API, the connector (secret `demo-secret`, pointed at the fake), one stream worker, "
+        "the traffic simulator (classic webhooks and platform notifications: nested, flat, "
+        "thin) and Prometheus when it is installed; prints the URLs and a curl command to "
+        "try. Ctrl-C stops all it started.",
     )
     demo.add_argument("--data-dir", help="broker data (default as for `kafka start`)")
     demo.add_argument(
@@ -315,6 +317,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--prometheus-port", type=int, default=9090, help="Prometheus web port (default: 9090)"
+    )
+    demo.add_argument(
+        "--platform-api-port",
+        type=int,
+        default=8090,
+        help="port of the fake RingCentral platform API on 127.0.0.1 (default: 8090)",
     )
     demo.add_argument("--no-simulator", action="store_true", help="do not send simulated traffic")
     demo.set_defaults(handler=_cmd_demo)
