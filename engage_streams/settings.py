@@ -296,7 +296,10 @@ class Settings:
     )
     agents_config: str | None = field(
         default=None,
-        metadata={"env": "ENGAGE_AGENTS_CONFIG", "help": "file of agents (names, teams)"},
+        metadata={
+            "env": "ENGAGE_AGENTS_CONFIG",
+            "help": "file of agents (names, teams, RingCentral extension ids)",
+        },
     )
     leaderboard_top_n: int = field(
         default=20,

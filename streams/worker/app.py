@@ -152,7 +152,7 @@ def build_app(settings: Settings) -> BatchApp:
     configured_agents = frozenset(agent_profiles)
     # Other ids of the agents (RingCentral extension id -> Engage user id): names only, the
     # connector already wrote one id per agent into the records (see streams.worker.enrichment).
-    agent_aliases: dict[str, str] = {}
+    agent_aliases: dict[str, str] = dict(configured.aliases)  # the file's rc_user_id first
     directory = Directory(MappingProxyType(agent_profiles), aliases=MappingProxyType(agent_aliases))
     source_names: dict[str, str] = dict(configured.sources)
     standings = Standings(scoring_rules, settings.timezone, directory)
