@@ -7,11 +7,14 @@ anything subtler breaks. (The batch path itself runs in the worker integration t
 from __future__ import annotations
 
 import inspect
+from types import SimpleNamespace
+from typing import Any
 
 import faust
 from faust.stores import memory, rocksdb
 from faust.transport import consumer as base_consumer
 from faust.transport.drivers import aiokafka as aiokafka_driver
+from faust.types import TP
 
 from streams.worker.faust_batch import BatchApp, BatchConsumer, BatchTransport
 
@@ -53,3 +56,18 @@ def test_store_internals_we_use_exist() -> None:
     # persisted_offset() reads what RocksPartition.set_changelog_offset writes.
     assert "self.offset_key" in inspect.getsource(rocksdb.Store.persisted_offset)
     assert "self.data" in inspect.getsource(memory.Store.__post_init__)
+
+
+def test_faust_stream_checks_leave_batch_topics_out() -> None:
+    """Faust checks that each assigned partition's *stream* moves; batch topics have none, so
+    it logged "Stream has not started processing" (ERROR) for them every few minutes."""
+    assert "verify_event_path" in inspect.getsource(
+        base_consumer.Consumer.verify_all_partitions_active
+    )
+    consumer: Any = BatchConsumer.__new__(BatchConsumer)
+    checked: list[TP] = []
+    consumer.app = SimpleNamespace(batch_handlers={"engage.contents": object()})
+    consumer._thread = SimpleNamespace(verify_event_path=lambda now, tp: checked.append(tp))
+    consumer.verify_event_path(0.0, TP("engage.contents", 0))
+    consumer.verify_event_path(0.0, TP("engage-streams-threads-changelog", 0))
+    assert checked == [TP("engage-streams-threads-changelog", 0)]
