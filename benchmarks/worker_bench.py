@@ -173,6 +173,20 @@ def contents_of(port: int) -> dict[str, int]:
     return out
 
 
+def settled_contents(port: int, patience: float = 120.0) -> dict[str, int]:
+    """``contents_of`` once two scrapes 2 s apart agree: the totals are exported from the
+    flushed state, which can trail the processed offsets by a flush or two under load."""
+    deadline = time.monotonic() + patience
+    last = contents_of(port)
+    while time.monotonic() < deadline:
+        time.sleep(2.0)
+        now = contents_of(port)
+        if now == last:
+            return now
+        last = now
+    return last
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=200_000)
@@ -297,7 +311,7 @@ def main() -> int:
 
         produced_at, caught_up_at = asyncio.run(live_phase())
         e2e = caught_up_at - produced_at
-        worker_contents = contents_of(port)
+        worker_contents = settled_contents(port)
         peer = None
         if args.peer == "quix":
             # The worker is stopped first: the peer gets the machine the worker had.
