@@ -10,7 +10,7 @@ then, one after the other, two servers in their own process on free ports:
 for ``--seconds`` after a warm-up; prints deliveries/s and p50/p99 latency side by side with the
 ratio, and the server's CPU time per delivery (robust to other load on the machine). Rounds
 alternate ceiling/connector; medians are reported.
-Run: ``/work/venv-dev/bin/python benchmarks/connector_bench.py [--seconds 10 --rounds 3]``.
+Run: ``.venv/bin/python benchmarks/connector_bench.py [--seconds 10 --rounds 3]``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,18 +32,13 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from devkit.ports import free_port  # noqa: E402
 from engage_streams.record import ContentEvent  # noqa: E402
 from simulator.deliveries import classic_envelope  # noqa: E402
 
 SECRET = "bench-secret"
 TOPIC = "bench.contents"
 DLQ = "bench.contents.dlq"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # --- servers (run in a child process) --------------------------------------------------------

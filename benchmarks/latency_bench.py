@@ -190,6 +190,7 @@ def main() -> int:
             dlq_topic=f"latency.contents.{suffix}.dlq",
             activity_topic=f"latency.activity.{suffix}",
             summary_topic=f"latency.summaries.{suffix}",
+            waiting_topic=f"latency.waiting-runs.{suffix}",
             topic_partitions=args.partitions,
             app_id=f"latency-{suffix}",
             connector_port=free_port(),

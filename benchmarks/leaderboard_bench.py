@@ -1,8 +1,10 @@
 """How long a leaderboard question takes, and what feeding the standings costs.
 
 Feeds ``Standings`` with ``--activities`` random activities of ``--agents`` agents over eight
-days (three sources, 80% answers), then asks every window, all sources and one, ``--repeat``
-times, and prints the median and worst time per question and the feeding rate. It was a
+days (three sources, 80% answers, each answer with the closed waiting run it ends), then asks
+every window, all sources and one, ``--repeat`` times -- a new waiting run arriving before
+each question, as live, so ``cleared_backlog`` is re-decided for a channel each time -- and
+prints the median and worst time per question and the feeding rate. It was a
 wall-clock assertion in the unit tests (< 100 ms for 1,000 agents and 100k activities);
 timings are measured here, not asserted.
 
@@ -25,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from streams.core.gamification.activity import AgentActivity
 from streams.core.gamification.leaderboard import WINDOWS, Standings
 from streams.core.gamification.scoring import ScoringRules
+from streams.core.gamification.waiting import WaitingRun
 
 
 def main() -> None:
@@ -42,6 +45,17 @@ def main() -> None:
         answer = rng.random() < 0.8
         response = float(rng.randrange(1, 3000)) if answer else None
         source = rng.choice(["s0", "s1", "s2"])
+        when = now - rng.uniform(0, 8 * 86400) if i % 10 else now - rng.uniform(0, 3600)
+        if response is not None:
+            standings.add_waiting_run(
+                WaitingRun(
+                    thread_id=f"t{i}",
+                    source_id=source,
+                    source_type="messaging",
+                    since=when - response,
+                    until=when,
+                )
+            )
         standings.add(
             AgentActivity(
                 agent_id=f"agent-{rng.randrange(args.agents)}",
@@ -49,25 +63,32 @@ def main() -> None:
                 thread_id=f"t{i}",
                 source_id=source,
                 source_type="messaging",
-                event_time=now - rng.uniform(0, 8 * 86400)
-                if i % 10
-                else now - rng.uniform(0, 3600),
+                event_time=when,
                 response_seconds=response,
                 first_response=rng.random() < 0.3,
                 within_sla=None if response is None else response <= 300,
-                cleared_backlog=rng.random() < 0.01,
             )
         )
     fed = time.perf_counter() - started
     print(
         f"fed {args.activities:,} activities of {args.agents:,} agents in {fed:.2f} s "
-        f"({args.activities / fed:,.0f} activities/s)"
+        f"({args.activities / fed:,.0f} activities/s), {len(standings.waiting):,} waiting runs"
     )
     for window in WINDOWS:
         for source in (None, "s1"):
             standings.leaderboard(window, now, source=source)  # warm caches once
             times = []
-            for _ in range(args.repeat):
+            for n in range(args.repeat):
+                since = now - rng.uniform(0, 3600)
+                standings.add_waiting_run(
+                    WaitingRun(
+                        thread_id=f"live-{window}-{source}-{n}",
+                        source_id="s1",
+                        source_type="messaging",
+                        since=since,
+                        until=since + 30,
+                    )
+                )
                 t0 = time.perf_counter()
                 entries = standings.leaderboard(window, now, source=source, limit=10)
                 times.append(time.perf_counter() - t0)

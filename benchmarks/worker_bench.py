@@ -226,6 +226,7 @@ def main() -> int:
             dlq_topic=f"{topic}.dlq",
             activity_topic=f"bench.activity.{suffix}",
             summary_topic=f"bench.summaries.{suffix}",
+            waiting_topic=f"bench.waiting-runs.{suffix}",
             topic_partitions=args.partitions,
             app_id=f"bench-{suffix}",
             worker_web_port=port,

@@ -8,7 +8,9 @@ Sources (``--api``):
 * ``platform``: the RingCentral platform API (``RINGCENTRAL_*``),
   ``GET /cx/social-messaging/v1/contents`` oldest first (``+creationTime``, optional
   ``--source``/``--filter``); records from ``envelopes.platform_backfill_record``, the same
-  mapping as the platform webhook.
+  mapping as the platform webhook, with the connector's agent ids (``connectors.agents``:
+  ``ENGAGE_AGENTS_CONFIG``'s ``rc_user_id``, the classic ``GET /users`` when configured), so
+  a ``creatorId`` becomes the Engage user id there too.
 
 Either way a content becomes the canonical record the live webhook gives for it, with origin
 ``backfill`` and event id ``backfill:<content id>`` (so the workers' dedupe recognises it);
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import hashlib
 import logging
 import re
@@ -35,6 +38,7 @@ from typing import Any, Final, Literal
 
 from aiokafka.errors import KafkaError
 
+from connectors.agents import agent_ids_for
 from connectors.checkpoint import BackfillCheckpoint, CheckpointError
 from connectors.envelopes import (
     DeadLetter,
@@ -96,9 +100,15 @@ def classic_source(api: EngageRestClient, *, base_url: str, q: str | None = None
 
 
 def platform_source(
-    platform: PlatformClient, *, server_url: str, filters: Mapping[str, str] | None = None
+    platform: PlatformClient,
+    *,
+    server_url: str,
+    filters: Mapping[str, str] | None = None,
+    agent_ids: Mapping[str, str] | None = None,
 ) -> ContentSource:
-    """The platform API's contents matching ``filters`` (``source``, ``thread``, ...)."""
+    """The platform API's contents matching ``filters`` (``source``, ``thread``, ...);
+    ``agent_ids`` (extension id -> Engage user id, ``connectors.agents``) names the agents
+    as the connector does."""
     chosen: dict[str, Any] = dict(filters or {})  # query parameters, never since/until
 
     async def read(
@@ -122,7 +132,8 @@ def platform_source(
 
     shown = ",".join(f"{k}={v}" for k, v in sorted(chosen.items()))
     key = f"platform {server_url.rstrip('/')} {shown}".rstrip()
-    return ContentSource("platform", key, read, "creationTime", platform_backfill_record)
+    make_record = functools.partial(platform_backfill_record, agent_ids=dict(agent_ids or {}))
+    return ContentSource("platform", key, read, "creationTime", make_record)
 
 
 async def backfill_contents(
@@ -351,8 +362,14 @@ async def _run(
     classic: EngageRestClient | None = None
     try:
         if platform is not None:
+            # The connector's mapping (agents config file, classic GET /users when configured):
+            # a backfilled creatorId names the agent as the live webhook's record does.
+            agent_ids = await agent_ids_for(settings)
             source = platform_source(
-                platform, server_url=settings.ringcentral_server_url, filters=filters
+                platform,
+                server_url=settings.ringcentral_server_url,
+                filters=filters,
+                agent_ids=agent_ids,
             )
         else:
             assert settings.engage_api_url is not None and settings.engage_api_token is not None

@@ -90,6 +90,10 @@ WORDS_KEYS: Final = frozenset(
 )
 
 
+PlatformShape = Literal["nested", "flat", "thin"]
+PLATFORM_SHAPES: Final[tuple[PlatformShape, ...]] = ("nested", "flat", "thin")
+
+
 class EnvelopeError(ValueError):
     """The request body is not an envelope of this endpoint; the message says why (HTTP 400)."""
 
@@ -118,6 +122,9 @@ class Delivery(msgspec.Struct, frozen=True):
     records: list[ContentEvent]
     dead_letters: list[DeadLetter]
     unresolved: list[UnresolvedNotification] = msgspec.field(default_factory=list)
+    #: A platform notification's shape: ``nested`` (``body.resource``), ``flat`` (the
+    #: content is ``body``) or ``thin`` (to be resolved); ``None`` for classic deliveries.
+    platform_shape: PlatformShape | None = None
 
 
 class _Rejected(Exception):
@@ -169,14 +176,17 @@ def parse_platform(
     body = envelope.get("body")
     if not isinstance(body, dict):
         raise EnvelopeError("field 'body' must be an object")
+    shape: PlatformShape = "nested" if "resource" in body else "flat"
     try:
         record = _platform_record(envelope, received_at, forward_body, agent_ids or {})
     except _Thin as thin:
         notification = _redacted(envelope, forward_body)
-        return Delivery([], [], [UnresolvedNotification(thin.content_id, notification)])
+        unresolved = [UnresolvedNotification(thin.content_id, notification)]
+        return Delivery([], [], unresolved, platform_shape="thin")
     except _Rejected as rejected:
-        return Delivery([], [DeadLetter(rejected.reason, _redacted(envelope, forward_body))])
-    return Delivery([record], [])
+        dead = [DeadLetter(rejected.reason, _redacted(envelope, forward_body))]
+        return Delivery([], dead, platform_shape=shape)
+    return Delivery([record], [], platform_shape=shape)
 
 
 def resolved_record(
@@ -327,12 +337,17 @@ PLATFORM_IMPORTED: Final = "/cx/social-messaging/v1/contents/Imported"
 
 
 def platform_backfill_record(
-    content: Any, *, received_at: datetime, forward_body: bool
+    content: Any,
+    *,
+    received_at: datetime,
+    forward_body: bool,
+    agent_ids: Mapping[str, str] | None = None,
 ) -> ContentEvent | DeadLetter:
     """A content read from the platform REST API (camelCase) as a record.
 
-    Read by ``parse_platform`` itself, as the notification of that content, so the record is
-    the one the platform webhook gives (direction, agent, automatic, status); then origin
+    Read by ``parse_platform`` itself, as the notification of that content, with the same
+    ``agent_ids`` as the connector (``creatorId`` -> Engage user id), so the record is the
+    one the platform webhook gives (direction, agent, automatic, status); then origin
     ``backfill`` and event id ``backfill:<content id>``, like ``backfill_record``.
     """
     if not isinstance(content, dict):
@@ -344,7 +359,10 @@ def platform_backfill_record(
         "body": content,
     }
     delivery = parse_platform(
-        orjson.dumps(notification), received_at=received_at, forward_body=forward_body
+        orjson.dumps(notification),
+        received_at=received_at,
+        forward_body=forward_body,
+        agent_ids=agent_ids,
     )
     if delivery.records:
         return msgspec.structs.replace(delivery.records[0], origin="backfill")

@@ -13,7 +13,7 @@ from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from connectors.envelopes import DEAD_LETTER_REASONS
+from connectors.envelopes import DEAD_LETTER_REASONS, PLATFORM_SHAPES
 from connectors.http_limits import REJECTION_REASONS
 
 #: Every HTTP code ``connectors.server`` answers on each webhook endpoint. Each pair is
@@ -109,6 +109,15 @@ class ConnectorMetrics:
         )
         for outcome in UNRESOLVED_OUTCOMES:
             self.unresolved.labels(outcome=outcome)
+        self.platform_notifications = Counter(
+            "engage_platform_notifications",
+            "Platform notifications accepted (200), by shape: nested (body.resource), flat "
+            "(the content is body) or thin (queued to be resolved by fetching the content).",
+            ["shape"],
+            registry=self.registry,
+        )
+        for shape in PLATFORM_SHAPES:
+            self.platform_notifications.labels(shape=shape)
         self.resolver_pending = Gauge(
             "engage_resolver_pending_notifications",
             "Unresolved notifications not resolved yet: the resolver group's lag on the "

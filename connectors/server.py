@@ -38,7 +38,7 @@ from aiohttp import web
 from aiokafka.errors import KafkaError
 from prometheus_client import CONTENT_TYPE_LATEST, Counter
 
-from connectors.agents import AgentIds, keep_agent_ids_fresh
+from connectors.agents import AgentIds, config_agent_ids, keep_agent_ids_fresh
 from connectors.envelopes import (
     Delivery,
     Endpoint,
@@ -96,7 +96,11 @@ def create_app(
     check_authentication(settings)
     HttpLimits.of(settings)  # refuse unusable limits before serving anything
     receiver = _Receiver(
-        settings, publisher, metrics or ConnectorMetrics(), agent_ids or AgentIds()
+        settings,
+        publisher,
+        metrics or ConnectorMetrics(),
+        # Not `agent_ids or ...`: the connector's mapping may be empty now and grow later.
+        AgentIds() if agent_ids is None else agent_ids,
     )
     receiver.on_renewal_reminder = on_renewal_reminder
     app = web.Application(middlewares=[headers_read])
@@ -283,6 +287,8 @@ class _Receiver:
             log.info("event=dead_letter endpoint=%s reason=%s", endpoint, item.reason)
         if delivery.unresolved:
             self.metrics.unresolved.labels("queued").inc(len(delivery.unresolved))
+        if delivery.platform_shape is not None:
+            self.metrics.platform_notifications.labels(delivery.platform_shape).inc()
         self._count(endpoint, 200)
         return web.Response(
             body=_accepted_body(
@@ -416,6 +422,9 @@ def main(settings: Settings, argv: list[str]) -> int:
             level=logging.INFO,
             format="ts=%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
         )
+        # One line per platform API request (each resolved notification) is noise; the
+        # platform client logs retries and failures itself.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     return asyncio.run(serve(settings))
 
 
@@ -442,7 +451,7 @@ CONNECTOR_SETTINGS: Final = (
     "ENGAGE_MAX_BODY_BYTES", "ENGAGE_PUBLISH_TIMEOUT_SECONDS", "ENGAGE_TOPIC_PARTITIONS",
     "ENGAGE_TOPIC_REPLICATION", "CONNECTOR_MAX_HEADER_BYTES", "CONNECTOR_MAX_HEADERS",
     "CONNECTOR_HEADER_TIMEOUT_SECONDS", "CONNECTOR_BODY_TIMEOUT_SECONDS",
-    "CONNECTOR_KEEPALIVE_TIMEOUT_SECONDS", "CONNECTOR_MAX_CONNECTIONS",
+    "CONNECTOR_KEEPALIVE_TIMEOUT_SECONDS", "CONNECTOR_MAX_CONNECTIONS", "ENGAGE_AGENTS_CONFIG",
 )  # fmt: skip
 
 
@@ -486,7 +495,13 @@ async def serve(
         )
         await publisher.stop()
         return 1
-    agent_ids = AgentIds()
+    try:
+        agent_ids = AgentIds(config_agent_ids(settings.agents_config))
+    except SettingsError as error:
+        log.error("event=agents_config_unusable error=%r", str(error))
+        await publisher.stop()
+        return 2
+    log.info("event=agent_ids_configured agents=%d", len(agent_ids))
     platform_client: PlatformClient | None = None
     if lookup is None:
         platform_client = _platform_client(settings, metrics)

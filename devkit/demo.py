@@ -1,9 +1,19 @@
 """``engage-streams demo``: the whole product on one machine, for a first look.
 
 Responsible for starting, in order, the local Kafka broker (unless one already runs on the
-port), the topics, the connector, one worker, the traffic simulator and Prometheus -- each
-of them (Prometheus when installed) -- printing where to look, and stopping everything it
-started, in reverse order, on Ctrl-C or SIGTERM. It computes nothing itself.
+port), the topics, the simulator's fake RingCentral platform API, the connector, one worker,
+the traffic simulator and Prometheus -- each of them (Prometheus when installed) -- printing
+where to look, and stopping everything it started, in reverse order, on Ctrl-C or SIGTERM.
+It computes nothing itself.
+
+The platform path runs for real: the fake platform API (``python -m simulator.platform_api``:
+OAuth JWT grant, contents, identities, subscriptions) on 127.0.0.1, the connector pointed at
+it (``RINGCENTRAL_SERVER_URL`` and the credentials the fake accepts, ``RINGCENTRAL_WEBHOOK_URL``
+so it keeps a subscription there), and the simulator sending part of the traffic as platform
+notifications -- nested, flat and thin, the thin ones resolved by the connector through the
+fake -- after handing each content to the fake. Agents answering through the platform carry
+their RingCentral extension id (``rc_user_id`` in the demo directory, and the fake's
+identities), which the connector maps to the same agent as on the classic webhook.
 """
 
 from __future__ import annotations
@@ -38,6 +48,14 @@ DEMO_DEFAULTS = {
 }
 """Settings the demo gives its parts unless the environment sets them."""
 """Package data (``prometheus/alerts.yml`` of the repository), so an installed wheel runs it."""
+#: The credentials the demo's fake platform API is started with (and accepts): throwaway.
+DEMO_PLATFORM_CREDENTIALS = {
+    "RINGCENTRAL_CLIENT_ID": "demo-client-id",
+    "RINGCENTRAL_CLIENT_SECRET": "demo-client-secret",
+    "RINGCENTRAL_JWT": "demo-jwt",
+}
+#: Share of the simulated events sent as platform notifications (the rest: classic webhook).
+DEMO_PLATFORM_SHARE = "0.3"
 
 
 class DemoError(RuntimeError):
@@ -114,6 +132,7 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
         kafka_bootstrap_servers=f"127.0.0.1:{port}",
         webhook_secret=settings.webhook_secret or DEMO_SECRET,
     )
+    platform_api = f"http://127.0.0.1:{args.platform_api_port}"
     env = {
         # What makes the demo lively, unless the user set it: named agents, teams and channels
         # (the simulator's ids), a short reorder window, platform notifications too.
@@ -121,6 +140,13 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
         "ENGAGE_WEBHOOK_SECRET": settings.webhook_secret or DEMO_SECRET,
+        # Always the demo's own fake platform API: the contents the simulator notifies are
+        # there, and nowhere else (a real RINGCENTRAL_* account of the environment is not used).
+        "RINGCENTRAL_SERVER_URL": platform_api,
+        **DEMO_PLATFORM_CREDENTIALS,
+        "RINGCENTRAL_WEBHOOK_URL": (
+            f"http://{settings.connector_host}:{settings.connector_port}/webhooks/ringcentral"
+        ),
     }
     log_dir = data_dir.parent / "demo-logs"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -165,7 +191,23 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
 def _start_parts(demo: _Demo, args: argparse.Namespace) -> None:
     s = demo.settings
     cli = [sys.executable, "-m", "engage_streams.cli"]
+    _require_free(args.platform_api_port, "--platform-api-port")
     _require_free(s.connector_port, "CONNECTOR_PORT")
+    platform_api = demo.env["RINGCENTRAL_SERVER_URL"]
+    fake = demo.spawn(
+        "platform-api",
+        [
+            *[sys.executable, "-m", "simulator.platform_api"],
+            *["--port", str(args.platform_api_port), "--agents", demo.env["ENGAGE_AGENTS_CONFIG"]],
+            *["--client-id", demo.env["RINGCENTRAL_CLIENT_ID"]],
+            *["--client-secret", demo.env["RINGCENTRAL_CLIENT_SECRET"]],
+            *["--jwt", demo.env["RINGCENTRAL_JWT"]],
+        ],
+        f"{platform_api} (fake RingCentral platform API)",
+    )
+    demo.wait_http(fake, f"{platform_api}/_simulator/healthz", timeout=60)
+    if demo.stopping.is_set():
+        return
     base = f"http://{s.connector_host}:{s.connector_port}"
     connector = demo.spawn("connector", [*cli, "connector"], f"{base}/webhooks/engage")
     demo.wait_http(connector, f"{base}/readyz", timeout=60)
@@ -180,7 +222,14 @@ def _start_parts(demo: _Demo, args: argparse.Namespace) -> None:
     if args.no_simulator:
         print("  simulator: off (--no-simulator)")
     else:
-        demo.spawn("simulator", [*cli, "simulate", "--", "--threads", "120"], "")
+        demo.spawn(
+            "simulator",
+            [
+                *[*cli, "simulate", "--", "--threads", "120"],
+                *["--platform-share", DEMO_PLATFORM_SHARE, "--platform-api", platform_api],
+            ],
+            "",
+        )
     prometheus = shutil.which("prometheus")
     if prometheus:
         _require_free(args.prometheus_port, "--prometheus-port")

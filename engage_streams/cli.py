@@ -48,6 +48,8 @@ _CONNECTOR = [
     "ENGAGE_RESOLVER_CONCURRENCY",
     "ENGAGE_API_URL",
     "ENGAGE_API_TOKEN",
+    *_PLATFORM,
+    "ENGAGE_AGENTS_CONFIG",
     "CONNECTOR_MAX_HEADER_BYTES",
     "CONNECTOR_MAX_HEADERS",
     "CONNECTOR_HEADER_TIMEOUT_SECONDS",
@@ -60,6 +62,7 @@ _WORKER = [
     "ENGAGE_TOPIC",
     "ENGAGE_ACTIVITY_TOPIC",
     "ENGAGE_SUMMARY_TOPIC",
+    "ENGAGE_WAITING_TOPIC",
     *_TOPICS,
     "WORKER_WEB_HOST",
     "WORKER_WEB_PORT",
@@ -85,6 +88,7 @@ COMMAND_SETTINGS: dict[str, list[str]] = {
         "CONNECTOR_HOST",
         "CONNECTOR_PORT",
         "ENGAGE_WEBHOOK_SECRET",
+        "RINGCENTRAL_VERIFICATION_TOKEN",
         "ENGAGE_AGENTS_CONFIG",
     ],
     "backfill": [
@@ -93,6 +97,7 @@ COMMAND_SETTINGS: dict[str, list[str]] = {
         "ENGAGE_API_URL",
         "ENGAGE_API_TOKEN",
         *_PLATFORM,
+        "ENGAGE_AGENTS_CONFIG",
         "ENGAGE_FORWARD_BODY",
         "ENGAGE_DATA_DIR",
         "ENGAGE_BACKFILL_CHECKPOINT",
@@ -301,9 +306,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo = add(
         "demo",
         "run the whole thing on this machine",
-        "Runs everything on one machine: the local Kafka broker, the connector (secret "
-        "`demo-secret`), one stream worker, the traffic simulator and Prometheus when it is "
-        "installed; prints the URLs and a curl command to try. Ctrl-C stops all it started.",
+        "Runs everything on one machine: the local Kafka broker, a fake RingCentral platform "
+        "API, the connector (secret `demo-secret`, pointed at the fake), one stream worker, "
+        "the traffic simulator (classic webhooks and platform notifications: nested, flat, "
+        "thin) and Prometheus when it is installed; prints the URLs and a curl command to "
+        "try. Ctrl-C stops all it started.",
     )
     demo.add_argument("--data-dir", help="broker data (default as for `kafka start`)")
     demo.add_argument(
@@ -311,6 +318,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--prometheus-port", type=int, default=9090, help="Prometheus web port (default: 9090)"
+    )
+    demo.add_argument(
+        "--platform-api-port",
+        type=int,
+        default=8090,
+        help="port of the fake RingCentral platform API on 127.0.0.1 (default: 8090)",
     )
     demo.add_argument("--no-simulator", action="store_true", help="do not send simulated traffic")
     demo.set_defaults(handler=_cmd_demo)

@@ -97,6 +97,14 @@ class Settings:
             "help": "per-partition channel figures (compacted, key: partition)",
         },
     )
+    waiting_topic: str = field(
+        default="engage.waiting-runs",
+        metadata={
+            "env": "ENGAGE_WAITING_TOPIC",
+            "help": "when customers of each thread waited, for the cleared_backlog badge "
+            "(compacted, key: thread id + start)",
+        },
+    )
     connector_host: str = field(
         default="127.0.0.1",
         metadata={"env": "CONNECTOR_HOST", "help": "address the connector listens on"},
@@ -290,7 +298,10 @@ class Settings:
     )
     agents_config: str | None = field(
         default=None,
-        metadata={"env": "ENGAGE_AGENTS_CONFIG", "help": "file of agents (names, teams)"},
+        metadata={
+            "env": "ENGAGE_AGENTS_CONFIG",
+            "help": "file of agents (names, teams, RingCentral extension ids)",
+        },
     )
     leaderboard_top_n: int = field(
         default=20,
@@ -486,6 +497,20 @@ def _readable_file(value: str) -> str | None:
     return None
 
 
+def _writable_dir(value: str) -> str | None:
+    """A directory we can create files in, or can create (its nearest existing parent is a
+    writable directory)."""
+    path = Path(value).expanduser()
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is not a directory"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable"
+    return None
+
+
 def _bootstrap(value: str) -> str | None:
     servers = [server.strip() for server in value.split(",") if server.strip()]
     if not servers:
@@ -520,4 +545,5 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "sla_config": _readable_file,
     "scoring_config": _readable_file,
     "agents_config": _readable_file,
+    "data_dir": _writable_dir,
 }

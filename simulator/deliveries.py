@@ -1,16 +1,17 @@
 """Canonical events rendered back as the webhook deliveries Engage would send.
 
 The inverse of ``envelopes``: ``classic_event``/``classic_envelope`` build the classic Engage
-Digital JSON, ``platform_envelope`` the RingCentral platform notification. Used by the traffic
-simulator, the benchmark and the tests (a rendered event parses back to the same record).
+Digital JSON, ``platform_envelope`` the RingCentral platform notification (nested, flat or
+thin; ``platform_content`` is the content itself, as the platform API serves it). Used by the
+traffic simulator, the benchmark and the tests (a rendered event parses back to the same record).
 Pure: no HTTP, no Kafka.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -71,14 +72,27 @@ def platform_event_path(event_type: str) -> str:
     return PLATFORM_CONTENTS_PATH + "".join(part.capitalize() for part in suffix.split("_"))
 
 
-def platform_envelope(event: ContentEvent, *, subscription_id: str = "engage-demo") -> bytes:
-    """A platform notification body for ``event`` (camelCase content)."""
+PlatformShape = Literal["nested", "flat", "thin"]
+#: How platform notifications look: the content under ``body.resource`` (as the platform
+#: sends it now), the older flat ``body``, or only ``body.resource.id`` (to be fetched).
+PLATFORM_SHAPES: tuple[PlatformShape, ...] = ("nested", "flat", "thin")
+
+
+def platform_content(
+    event: ContentEvent, *, creator_ids: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The camelCase platform content of ``event``. ``creator_ids`` (agent id -> RingCentral
+    extension id) gives an agent's content the ``creatorId`` the platform uses for that agent;
+    an agent it does not name keeps the agent id."""
     status = event.status or _default_status(event)
-    content: dict[str, Any] = {
+    creator = event.agent_id if event.direction == "outbound" else None
+    if creator is not None and creator_ids:
+        creator = creator_ids.get(creator, creator)
+    return {
         "id": event.content_id,
         "creationTime": utc_iso(event.event_time),
         "authorIdentityId": event.author_id,
-        "creatorId": event.agent_id if event.direction == "outbound" else None,
+        "creatorId": creator,
         "body": event.body,
         "status": "".join(part.capitalize() for part in status.split("_")),
         "threadId": event.thread_id,
@@ -89,13 +103,32 @@ def platform_envelope(event: ContentEvent, *, subscription_id: str = "engage-dem
         "autoSubmitted": event.automatic,
         "contentDirection": "Outgoing" if event.direction == "outbound" else "Incoming",
     }
+
+
+def platform_envelope(
+    event: ContentEvent,
+    *,
+    subscription_id: str = "engage-demo",
+    shape: PlatformShape = "flat",
+    creator_ids: Mapping[str, str] | None = None,
+) -> bytes:
+    """A platform notification body for ``event`` in ``shape`` (camelCase content)."""
+    content = platform_content(event, creator_ids=creator_ids)
+    issued_at = utc_iso(event.event_time)
+    body: dict[str, Any]
+    if shape == "nested":
+        body = {"issuedAt": issued_at, "resource": content}
+    elif shape == "thin":
+        body = {"issuedAt": issued_at, "resource": {"id": event.content_id}}
+    else:
+        body = content
     return orjson.dumps(
         {
             "uuid": event.event_id,
             "event": platform_event_path(event.event_type),
-            "timestamp": utc_iso(event.event_time),
+            "timestamp": issued_at,
             "subscriptionId": subscription_id,
-            "body": content,
+            "body": body,
         }
     )
 

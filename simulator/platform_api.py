@@ -15,6 +15,11 @@ against something that behaves like the real service, in tests and in the demo:
   (``sourceId``), written by the token's owner (``creatorId`` = RingCentral extension id).
 * ``/restapi/v1.0/subscription``: create / list / get / renew / delete WebHook subscriptions
   that expire (``expiresIn``); an expired subscription is gone (404, not listed).
+* ``POST /_simulator/contents`` (``SIMULATOR_CONTENTS_PATH``, not the platform's): the traffic
+  simulator hands over the contents it is about to notify, so a thin notification's id can be
+  fetched; ``GET /_simulator/healthz`` answers without a token (the demo waits for it).
+  ``add_agents`` / ``--agents FILE`` gives every agent of an agents config with an
+  ``rc_user_id`` its identity (``userIds`` = the extension id, ``displayName`` = the name).
 * ``rate_limit=(requests, window)``: every API answer carries RingCentral's
   ``X-Rate-Limit-Group/Limit/Remaining/Window`` headers, and a request over the limit gets
   429 with ``Retry-After`` until the window ends.
@@ -25,7 +30,7 @@ against something that behaves like the real service, in tests and in the demo:
 It keeps everything in memory and is not safe across processes. ``clock`` (epoch seconds,
 default ``time.time``) drives token and subscription expiry and creation times, so tests can
 move time forward (``ManualClock``) instead of sleeping. Run it standalone with
-``python -m simulator.platform_api --port 8090``.
+``python -m simulator.platform_api --port 8090 [--agents FILE]`` (the demo does).
 """
 
 from __future__ import annotations
@@ -53,12 +58,17 @@ import orjson
 from aiohttp import web
 
 from engage_streams.record import ContentEvent
-from simulator.deliveries import platform_envelope
+from simulator.deliveries import platform_content
 
 JWT_GRANT: Final = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 DEFAULT_PREFIX: Final = "/cx/social-messaging/v1"
 MAX_PER_PAGE: Final = 1000
 MAX_SUBSCRIPTION_SECONDS: Final = 315360000
+#: Not the platform's: where the traffic simulator hands the fake the contents it is about to
+#: notify (``POST``, a JSON list of contents, with a bearer token like every call), so the
+#: fake serves what the notifications name; and an unauthenticated liveness probe.
+SIMULATOR_CONTENTS_PATH: Final = "/_simulator/contents"
+SIMULATOR_HEALTH_PATH: Final = "/_simulator/healthz"
 STATUS_FILTERS: Final = ("New", "Assigned", "Replied", "UserReply", "UserInitiated", "Ignored")
 
 
@@ -135,14 +145,28 @@ class FakePlatform:
     def add_contents(self, contents: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         return [self.add_content(content) for content in contents]
 
-    def add_event(self, event: ContentEvent) -> dict[str, Any]:
+    def add_event(
+        self, event: ContentEvent, *, creator_ids: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
         """Hold the content of a simulated event, exactly as its platform notification
-        (``deliveries.platform_envelope``) shows it: so what the simulator sends thin can be
-        fetched here in full."""
-        content: dict[str, Any] = orjson.loads(platform_envelope(event))["body"]
-        content["channelId"], content["channelType"] = content["sourceId"], content["sourceType"]
-        content["createdFrom"] = "Interface" if event.direction == "outbound" else "Synchronizer"
-        return self.add_content(content)
+        (``deliveries.platform_envelope``, same ``creator_ids``) shows it: so what the
+        simulator sends thin can be fetched here in full."""
+        return self.add_content(served_content(event, creator_ids=creator_ids))
+
+    def add_agents(self, agents: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """An identity per agent of an agents config (``{"agents": {id: {"name",
+        "rc_user_id"}}}``'s ``agents``) that has an extension id: ``userIds`` = that
+        extension id, ``displayName`` = the agent's name (how the platform names agents)."""
+        held = []
+        for entry in agents.values():
+            extension_id = entry.get("rc_user_id")
+            if not extension_id:
+                continue
+            identity = {"id": f"identity-{extension_id}", "userIds": [str(extension_id)]}
+            if entry.get("name"):
+                identity["displayName"] = str(entry["name"])
+            held.append(self.add_identity(identity))
+        return held
 
     def add_identity(self, identity: Mapping[str, Any]) -> dict[str, Any]:
         """Hold an identity (``userIds`` non-empty = an agent's identity)."""
@@ -195,6 +219,8 @@ class FakePlatform:
         app.router.add_post("/restapi/v1.0/subscription/{sid}/renew", self._renew_subscription)
         app.router.add_put("/restapi/v1.0/subscription/{sid}", self._renew_subscription)
         app.router.add_delete("/restapi/v1.0/subscription/{sid}", self._delete_subscription)
+        app.router.add_post(SIMULATOR_CONTENTS_PATH, self._hold_contents)
+        app.router.add_get(SIMULATOR_HEALTH_PATH, self._healthz)
         return app
 
     # -- middleware ------------------------------------------------------------------------
@@ -223,7 +249,7 @@ class FakePlatform:
             if failure.status == 401:
                 return _error(401, "OAU-213", "Token not found or expired", headers)
             return _error(failure.status, "CMN-211", "Service temporarily unavailable", headers)
-        if request.path == "/restapi/oauth/token":
+        if request.path in ("/restapi/oauth/token", SIMULATOR_HEALTH_PATH):
             token_response: web.StreamResponse = await handler(request)
             return token_response
         if self._bearer_owner(request) is None:
@@ -436,6 +462,26 @@ class FakePlatform:
             paging["nextPageToken"] = _token_for(offset + per_page)
         return _json({"records": page, "paging": paging})
 
+    # -- the simulator's own endpoints -------------------------------------------------------
+    async def _hold_contents(self, request: web.Request) -> web.Response:
+        try:
+            payload = orjson.loads(await request.read())
+        except orjson.JSONDecodeError:
+            return _error(400, "SIM-001", "expected a JSON list of contents")
+        if not isinstance(payload, list) or not all(isinstance(c, dict) for c in payload):
+            return _error(400, "SIM-001", "expected a JSON list of contents")
+        self.add_contents(payload)
+        return _json({"held": len(payload), "contents": len(self.contents)})
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return _json(
+            {
+                "contents": len(self.contents),
+                "identities": len(self.identities),
+                "subscriptions": len(self.subscriptions),
+            }
+        )
+
     # -- subscriptions -----------------------------------------------------------------------
     async def _create_subscription(self, request: web.Request) -> web.Response:
         try:
@@ -522,6 +568,18 @@ class FakePlatform:
     def _new_id(self) -> str:
         # 24 hex digits like the platform's ids, unique within this fake.
         return f"{int(self.clock()):08x}{next(self._ids):016x}"
+
+
+def served_content(
+    event: ContentEvent, *, creator_ids: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The content of a simulated event as the platform API serves it: the notification's
+    fields (``deliveries.platform_content``), plus ``channelId``/``channelType`` and
+    ``createdFrom``. What the simulator posts to ``SIMULATOR_CONTENTS_PATH``."""
+    content = platform_content(event, creator_ids=creator_ids)
+    content["channelId"], content["channelType"] = content["sourceId"], content["sourceType"]
+    content["createdFrom"] = "Interface" if event.direction == "outbound" else "Synchronizer"
+    return content
 
 
 _CONTENT_FILTERS: Final = ("source", "thread", "intervention", "identity", "status")
@@ -649,6 +707,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--token-lifetime", type=float, default=FakePlatform.token_lifetime)
     parser.add_argument("--contents", type=Path, help="JSON file: a list of contents to hold")
     parser.add_argument("--identities", type=Path, help="JSON file: a list of identities")
+    parser.add_argument(
+        "--agents",
+        type=Path,
+        help="an agents config (ENGAGE_AGENTS_CONFIG): an identity for each agent with an "
+        "rc_user_id (its RingCentral extension id), named like the agent",
+    )
     args = parser.parse_args(argv)
     platform = FakePlatform(
         client_id=args.client_id,
@@ -661,6 +725,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.identities:
         for identity in orjson.loads(args.identities.read_bytes()):
             platform.add_identity(identity)
+    if args.agents:
+        platform.add_agents(orjson.loads(args.agents.read_bytes()).get("agents", {}))
     print(
         f"fake RingCentral platform API on http://{args.host}:{args.port} "
         f"({len(platform.contents)} contents, {len(platform.identities)} identities)",

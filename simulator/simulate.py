@@ -10,8 +10,13 @@ seconds until ``--duration`` is over (or after one round with ``--once``).
 
 Most events go as classic Engage deliveries (``X-Dimelo-Secret``), events that arrive in the
 same instant share one delivery; ``--platform-share`` of them go as RingCentral platform
-notifications when ``RINGCENTRAL_VERIFICATION_TOKEN`` is set. Failed deliveries are retried
-like Engage does (with back-off). Customers' words are invented here, never real.
+notifications when ``RINGCENTRAL_VERIFICATION_TOKEN`` is set: nested (``body.resource``), flat,
+and -- with ``--platform-api URL``, the fake platform API (``simulator.platform_api``) that is
+handed every content before it is notified -- thin (only the content id, for the connector to
+fetch). An agent's platform contents carry the agent's RingCentral extension id as
+``creatorId`` (``rc_user_id`` of ``ENGAGE_AGENTS_CONFIG``), as the platform does. Failed
+deliveries are retried like Engage does (with back-off). Customers' words are invented here,
+never real.
 ``--no-replies`` plays the customers only (agents stop answering): the backlog grows, for
 rehearsing what the dashboards and the backlog alert show then.
 """
@@ -20,20 +25,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
+import contextlib
 import heapq
 import itertools
 import logging
 import random
 import time
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import httpx
 import msgspec
+import orjson
 
+from engage_streams.agents_config import extension_ids_of_config
 from engage_streams.record import ContentEvent
 from engage_streams.settings import Settings
-from simulator.deliveries import classic_envelope, platform_envelope
+from simulator.deliveries import PLATFORM_SHAPES, classic_envelope, platform_envelope
+from simulator.platform_api import JWT_GRANT, SIMULATOR_CONTENTS_PATH, FakePlatform, served_content
 from simulator.scenario import ScenarioConfig, generate
 
 log = logging.getLogger("simulator.simulate")
@@ -67,16 +78,24 @@ class SimulationOptions:
     concurrency: int = 16
     max_attempts: int = 8
     replies: bool = True  # False: agents stop answering, only customer contents are sent
+    #: The fake platform API (``simulator.platform_api``) to hand every content to before it
+    #: is notified; with it, platform notifications may be thin (only the content id).
+    platform_api_url: str | None = None
+    #: Agent id -> RingCentral extension id: the ``creatorId`` of the agent's platform contents.
+    creator_ids: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass
 class SimulationReport:
-    """What was sent: deliveries answered 200, events in them, ids sent, failures."""
+    """What was sent: deliveries answered 200, events in them, ids sent, failures, and the
+    platform notifications answered 200 by shape (``nested``, ``flat``, ``thin``)."""
 
     deliveries: int = 0
     events: int = 0
     failed: int = 0
     event_ids: set[str] = field(default_factory=set)
+    platform_shapes: collections.Counter[str] = field(default_factory=collections.Counter)
+    contents_held: int = 0  # contents handed to the fake platform API
 
 
 async def simulate(settings: Settings, options: SimulationOptions) -> SimulationReport:
@@ -93,7 +112,12 @@ async def simulate(settings: Settings, options: SimulationOptions) -> Simulation
     limit = asyncio.Semaphore(options.concurrency)
     sending: set[asyncio.Task[None]] = set()
     use_platform = settings.ringcentral_verification_token is not None
-    async with httpx.AsyncClient(base_url=options.url.rstrip("/"), timeout=30.0) as client:
+    # Thin notifications only when their content can be fetched from the platform API.
+    shapes = PLATFORM_SHAPES if options.platform_api_url else ("nested", "flat")
+    async with (
+        httpx.AsyncClient(base_url=options.url.rstrip("/"), timeout=30.0) as client,
+        _FakeApiFeeder.of(settings, options) as feeder,
+    ):
         for round_number in itertools.count():
             round_start = started + round_number * round_seconds
             if stop_at is not None and round_start >= stop_at:
@@ -117,14 +141,22 @@ async def simulate(settings: Settings, options: SimulationOptions) -> Simulation
                 # split does not depend on how many events the clock put in one delivery.
                 platform = [e for e in batch if use_platform and route.random() < share]
                 classic = [e for e in batch if e not in platform]
-                bodies = [("ringcentral", platform_envelope(e), [e]) for e in platform]
+                chosen = {e.event_id: route.choice(shapes) for e in platform}
+                if feeder is not None and not await feeder.hold(batch, report):
+                    chosen = {k: "nested" if v == "thin" else v for k, v in chosen.items()}
+                bodies: list[tuple[str, bytes, list[ContentEvent], str | None]] = []
+                for e in platform:
+                    raw = platform_envelope(
+                        e, shape=chosen[e.event_id], creator_ids=options.creator_ids
+                    )
+                    bodies.append(("ringcentral", raw, [e], chosen[e.event_id]))
                 if classic:
                     body = classic_envelope(classic, delivery_id=f"{rng.getrandbits(64):016x}")
-                    bodies.append(("engage", body, classic))
-                for endpoint, raw, events in bodies:
+                    bodies.append(("engage", body, classic, None))
+                for endpoint, raw, events, shape in bodies:
                     await limit.acquire()
                     task = asyncio.create_task(
-                        _deliver(client, settings, options, endpoint, raw, events, report)
+                        _deliver(client, settings, options, endpoint, raw, events, report, shape)
                     )
                     sending.add(task)
                     task.add_done_callback(sending.discard)
@@ -182,6 +214,7 @@ async def _deliver(
     raw: bytes,
     events: list[ContentEvent],
     report: SimulationReport,
+    shape: str | None = None,
 ) -> None:
     headers = {"Content-Type": "application/json", "User-Agent": "engage-streams-simulate"}
     if endpoint == "engage":
@@ -198,6 +231,8 @@ async def _deliver(
                 report.deliveries += 1
                 report.events += len(events)
                 report.event_ids.update(e.event_id for e in events)
+                if shape is not None:
+                    report.platform_shapes[shape] += 1
                 return
             if response.status_code in (400, 401, 403, 413):  # retrying will not help
                 log.warning("event=delivery_refused code=%d", response.status_code)
@@ -206,6 +241,71 @@ async def _deliver(
             log.info("event=delivery_failed error=%s attempt=%d", type(error).__name__, attempt)
         await asyncio.sleep(min(30.0, 0.5 * 2**attempt))
     report.failed += 1
+
+
+class _FakeApiFeeder:
+    """Hands the fake platform API the contents about to be notified (JWT grant for a token,
+    a new one on 401), so what a notification names can be fetched there."""
+
+    def __init__(self, http: httpx.AsyncClient, settings: Settings, creator_ids: Mapping[str, str]):
+        self.http = http
+        self.credentials = (
+            settings.ringcentral_client_id or FakePlatform.client_id,
+            settings.ringcentral_client_secret or FakePlatform.client_secret,
+        )
+        self.jwt = settings.ringcentral_jwt or FakePlatform.jwt
+        self.creator_ids = creator_ids
+        self.token: str | None = None
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def of(
+        cls, settings: Settings, options: SimulationOptions
+    ) -> AsyncIterator[_FakeApiFeeder | None]:
+        if options.platform_api_url is None:
+            yield None
+            return
+        base_url = options.platform_api_url.rstrip("/")
+        async with httpx.AsyncClient(base_url=base_url, timeout=10.0) as http:
+            yield cls(http, settings, options.creator_ids)
+
+    async def hold(self, events: list[ContentEvent], report: SimulationReport) -> bool:
+        """True once the fake holds the contents of ``events`` (False after a few tries)."""
+        contents = [served_content(e, creator_ids=self.creator_ids) for e in events]
+        raw = orjson.dumps(contents)
+        for attempt in range(4):
+            try:
+                if self.token is None:
+                    self.token = await self._new_token()
+                response = await self.http.post(
+                    SIMULATOR_CONTENTS_PATH,
+                    content=raw,
+                    headers={
+                        "Authorization": f"Bearer {self.token}",
+                        "Content-Type": "application/json",
+                    },
+                )
+                if response.status_code == 200:
+                    report.contents_held += len(contents)
+                    return True
+                if response.status_code == 401:
+                    self.token = None
+                    continue
+                log.warning("event=platform_api_refused code=%d", response.status_code)
+            except (httpx.HTTPError, KeyError, ValueError) as error:
+                log.info("event=platform_api_failed error=%s attempt=%d", type(error).__name__,
+                         attempt)  # fmt: skip
+            await asyncio.sleep(0.2 * 2**attempt)
+        return False
+
+    async def _new_token(self) -> str:
+        response = await self.http.post(
+            "/restapi/oauth/token",
+            data={"grant_type": JWT_GRANT, "assertion": self.jwt},
+            auth=self.credentials,
+        )
+        response.raise_for_status()
+        return str(response.json()["access_token"])
 
 
 def main(settings: Settings, args: list[str]) -> int:
@@ -226,7 +326,19 @@ def main(settings: Settings, args: list[str]) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--once", action="store_true", help="play one round, then exit")
     parser.add_argument("--duration", type=float, help="stop after this many seconds")
-    parser.add_argument("--platform-share", type=float, default=0.2)
+    parser.add_argument(
+        "--platform-share",
+        type=float,
+        default=0.2,
+        help="share of events sent as RingCentral platform notifications (0.2), nested and "
+        "flat; thin ones too with --platform-api (needs RINGCENTRAL_VERIFICATION_TOKEN)",
+    )
+    parser.add_argument(
+        "--platform-api",
+        metavar="URL",
+        help="the fake platform API (python -m simulator.platform_api) to hand each content "
+        "to before notifying it (RINGCENTRAL_CLIENT_ID/_SECRET/_JWT, else the fake's defaults)",
+    )
     parser.add_argument(
         "--no-replies",
         action="store_true",
@@ -248,11 +360,21 @@ def main(settings: Settings, args: list[str]) -> int:
         duration_seconds=parsed.duration,
         platform_share=parsed.platform_share,
         replies=not parsed.no_replies,
+        platform_api_url=parsed.platform_api,
+        # The agents' extension ids (rc_user_id of ENGAGE_AGENTS_CONFIG): platform creatorIds.
+        creator_ids={
+            agent: extension
+            for extension, agent in extension_ids_of_config(settings.agents_config).items()
+        },
     )
     print(f"simulating traffic to {options.url} (speed x{options.speed:g}); Ctrl-C stops")
     try:
         report = asyncio.run(simulate(settings, options))
     except KeyboardInterrupt:
         return 130
-    print(f"sent {report.events} events in {report.deliveries} deliveries, {report.failed} failed")
+    shapes = ", ".join(f"{n} {shape}" for shape, n in sorted(report.platform_shapes.items()))
+    print(
+        f"sent {report.events} events in {report.deliveries} deliveries, {report.failed} failed"
+        f" (platform notifications: {shapes or 'none'})"
+    )
     return 0 if report.failed == 0 else 1

@@ -2,12 +2,16 @@
 
 The file (``ENGAGE_AGENTS_CONFIG``, example in ``config/agents.example.json``) reads::
 
-    {"agents": {"<agent_id>": {"name": "Ada Lovelace", "team": "Billing"}},
+    {"agents": {"<agent_id>": {"name": "Ada Lovelace", "team": "Billing",
+                               "rc_user_id": "<RingCentral extension id>"}},
      "sources": {"<source_id>": {"name": "WhatsApp Sales"}}}
 
-Every key is optional. Agents missing from the file are shown by their id and belong to no
-team; channels missing from it are shown by their id (or the name the Engage API gives).
-Loaded once at start; ``DirectoryError`` names the key to fix.
+Every key is optional. ``rc_user_id`` is the agent's RingCentral extension id (the platform's
+``creatorId``, ``rc_user_id`` of the classic ``GET /users``): the connector writes the agent id
+for it (``connectors.agents``), and an extension id that still reached a record is shown with
+the agent's name (``Directory.aliases``). Agents missing from the file are shown by their id
+and belong to no team; channels missing from it are shown by their id (or the name the Engage
+API gives). Loaded once at start; ``DirectoryError`` names the key to fix.
 """
 
 from __future__ import annotations
@@ -82,22 +86,36 @@ def directory_from_mapping(document: object, *, origin: str = "agents config") -
     if not isinstance(agents, dict):
         raise DirectoryError(f"{origin}: agents must be an object keyed by agent id")
     profiles: dict[str, AgentProfile] = {}
+    aliases: dict[str, str] = {}  # extension id -> agent id
     for agent_id, entry in agents.items():
         if not isinstance(entry, dict):
             raise DirectoryError(f"{origin}: agents.{agent_id} must be an object")
-        extra = sorted(set(entry) - {"name", "team"})
+        extra = sorted(set(entry) - {"name", "team", "rc_user_id"})
         if extra:
             raise DirectoryError(
-                f"{origin}: unknown key agents.{agent_id}.{extra[0]} (expected name, team)"
+                f"{origin}: unknown key agents.{agent_id}.{extra[0]} "
+                "(expected name, team, rc_user_id)"
             )
-        for key in ("name", "team"):
+        for key in ("name", "team", "rc_user_id"):
             value = entry.get(key)
             if value is not None and not isinstance(value, str):
                 raise DirectoryError(
                     f"{origin}: agents.{agent_id}.{key} must be a string (got {value!r})"
                 )
         profiles[agent_id] = AgentProfile(name=entry.get("name"), team=entry.get("team"))
-    return Directory(MappingProxyType(profiles), MappingProxyType(_sources(document, origin)))
+        extension_id = entry.get("rc_user_id")
+        if extension_id:
+            if extension_id in aliases or extension_id in agents:
+                raise DirectoryError(
+                    f"{origin}: agents.{agent_id}.rc_user_id {extension_id!r} names another "
+                    "agent too"
+                )
+            aliases[extension_id] = agent_id
+    return Directory(
+        MappingProxyType(profiles),
+        MappingProxyType(_sources(document, origin)),
+        MappingProxyType(aliases),
+    )
 
 
 def _sources(document: Mapping[str, object], origin: str) -> dict[str, str]:

@@ -9,8 +9,9 @@ Nothing happens at import. What each part does:
   declared agent only makes Faust subscribe, assign and co-partition the ``threads`` table.
 - ``threads`` (key = thread id, RocksDB by default) holds per-thread state and, under
   ``\\x00partition:<p>``, each partition's durable totals (``streams.worker.durable``).
-- ``ClusterReplica`` (``streams.worker.cluster``) reads the agent activity and partition
-  summaries of the whole cluster, for the leaderboard API, the wallboard and ``/channels``.
+- ``ClusterReplica`` (``streams.worker.cluster``) reads the agent activity, waiting runs and
+  partition summaries of the whole cluster, for the leaderboard API, the wallboard and
+  ``/channels``.
 - ``WorkerWeb`` (``streams.worker.web``) serves the API, the wallboard and ``/metrics``, from
   the start: during a recovery ``/readyz`` says ``recovering`` with its progress
   (``RecoveryReport``), and the changelog is restored in bulk (``BatchApp.restore_in_bulk``).
@@ -187,6 +188,7 @@ def build_app(settings: Settings) -> BatchApp:
         ),
         topic=settings.topic,
         activity_topic=activity_topic,
+        waiting_topic=settings.waiting_topic,
         partitions=settings.topic_partitions,
         thread_cache_size=settings.thread_cache_size,
         producer_factory=_new_producer,
@@ -203,7 +205,7 @@ def build_app(settings: Settings) -> BatchApp:
     configured_agents = frozenset(agent_profiles)
     # Other ids of the agents (RingCentral extension id -> Engage user id): names only, the
     # connector already wrote one id per agent into the records (see streams.worker.enrichment).
-    agent_aliases: dict[str, str] = {}
+    agent_aliases: dict[str, str] = dict(configured.aliases)  # the file's rc_user_id first
     directory = Directory(MappingProxyType(agent_profiles), aliases=MappingProxyType(agent_aliases))
     source_names: dict[str, str] = dict(configured.sources)
     standings = Standings(scoring_rules, settings.timezone, directory)
@@ -211,6 +213,7 @@ def build_app(settings: Settings) -> BatchApp:
         bootstrap_servers=settings.kafka_bootstrap_servers,
         activity_topic=activity_topic,
         summary_topic=summary_topic,
+        waiting_topic=settings.waiting_topic,
         standings=standings,
     )
     web = WorkerWeb(
@@ -308,6 +311,15 @@ def build_app(settings: Settings) -> BatchApp:
         ).maybe_declare()
         await app.topic(
             summary_topic,
+            partitions=settings.topic_partitions,
+            value_serializer="raw",
+            compacting=True,
+            deleting=False,
+        ).maybe_declare()
+        # Compacted by run (thread + start): the closed record of a run replaces its open one,
+        # and a customer still waiting is never deleted by retention.
+        await app.topic(
+            settings.waiting_topic,
             partitions=settings.topic_partitions,
             value_serializer="raw",
             compacting=True,

@@ -1,11 +1,13 @@
 """What every worker knows about the whole cluster: standings and channel figures.
 
-Per-agent activity is partitioned by agent on ``engage.agent-activity``; each partition's
-channel figures are published by its owner on the compacted ``engage.partition-summaries``
-(key = partition). Every worker reads *all* partitions of both topics (no consumer group,
-from the beginning) into a local replica, so any worker answers the leaderboard, an agent's
-rank and the channels view for the whole cluster -- the same answer from every worker once
-it has caught up.
+Per-agent activity is partitioned by agent on ``engage.agent-activity``; the waiting runs of
+every thread (for ``cleared_backlog``) are on the compacted ``engage.waiting-runs``; each
+partition's channel figures are published by its owner on the compacted
+``engage.partition-summaries`` (key = partition). Every worker reads *all* partitions of the
+three topics (no consumer group, from the beginning) into a local replica, so any worker
+answers the leaderboard, an agent's rank and the channels view for the whole cluster -- the
+same answer from every worker once it has caught up (badges are a function of the records,
+whatever order the topics are read in).
 
 ``ClusterReplica`` is the I/O; ``Standings`` (the rules) and ``merge_channels`` are pure.
 """
@@ -23,6 +25,7 @@ from aiokafka.errors import KafkaError
 
 from streams.core.gamification.activity import decode_activity
 from streams.core.gamification.leaderboard import Standings
+from streams.core.gamification.waiting import decode_run
 from streams.core.responses.channels import PartitionSummary, decode_summary
 
 log = logging.getLogger(__name__)
@@ -37,6 +40,7 @@ class ClusterReplica:
         bootstrap_servers: str,
         activity_topic: str,
         summary_topic: str,
+        waiting_topic: str,
         standings: Standings,
         prune_every_seconds: float = 60.0,
     ) -> None:
@@ -44,12 +48,17 @@ class ClusterReplica:
         self.bootstrap_servers = bootstrap_servers
         self.activity_topic = activity_topic
         self.summary_topic = summary_topic
+        self.waiting_topic = waiting_topic
         self.standings = standings
         self.summaries: dict[int, PartitionSummary] = {}
         self.undecodable = 0
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._assigned: set[TopicPartition] = set()
+
+    @property
+    def _topics(self) -> tuple[str, str, str]:
+        return (self.activity_topic, self.waiting_topic, self.summary_topic)
 
     async def start(self) -> None:
         self._consumer = AIOKafkaConsumer(
@@ -81,7 +90,7 @@ class ClusterReplica:
         # The metadata of every topic: the client's own refresh asks only for the topics it
         # is assigned, so a topic created after we started would never show up.
         cluster = await consumer._client.fetch_all_metadata()
-        for topic in (self.activity_topic, self.summary_topic):
+        for topic in self._topics:
             partitions = cluster.partitions_for_topic(topic) or set()
             wanted.update(TopicPartition(topic, p) for p in partitions)
         if wanted != self._assigned:
@@ -109,6 +118,14 @@ class ClusterReplica:
                             self.standings.add(decode_activity(record.value))
                         except (msgspec.DecodeError, msgspec.ValidationError, TypeError):
                             self.undecodable += 1
+                elif tp.topic == self.waiting_topic:
+                    for record in records:
+                        if record.value is None:
+                            continue
+                        try:
+                            self.standings.add_waiting_run(decode_run(record.value))
+                        except (msgspec.DecodeError, msgspec.ValidationError):
+                            self.undecodable += 1
                 else:
                     for record in records:
                         if record.value is None:
@@ -120,10 +137,7 @@ class ClusterReplica:
                             continue
                         self.summaries[summary.partition] = summary
             rounds += 1
-            complete = {tp.topic for tp in self._assigned} == {
-                self.activity_topic,
-                self.summary_topic,
-            }
+            complete = {tp.topic for tp in self._assigned} == set(self._topics)
             if not complete or rounds % 20 == 0:
                 # Topics may gain partitions or appear after we started.
                 try:

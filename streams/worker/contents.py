@@ -3,7 +3,8 @@
 For every owned partition of ``engage.contents`` this service feeds each fetched batch to the
 ``PartitionProcessor`` (the rules), and flushes the partition's state with the protocol in
 ``streams.worker.durable``: the agent activities it released (to ``engage.agent-activity``,
-keyed by agent) acknowledged, then the partition record and the dirty threads acknowledged by
+keyed by agent) and the waiting runs (to ``engage.waiting-runs``, keyed by run) acknowledged,
+then the partition record and the dirty threads acknowledged by
 the changelog, then the local store, then the source offset commit. A clock tick releases
 reorder buffers of caught-up partitions, flushes idle ones and drops threads idle past the
 horizon.
@@ -35,6 +36,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 from engage_streams.partitioning import partition_for
 from engage_streams.producers import close_quietly, needs_new_producer, sender_stopped
 from streams.core.gamification.activity import AgentActivity, encode_activity
+from streams.core.gamification.waiting import WaitingRun, encode_run
 from streams.core.responses.partition import PartitionProcessor, PartitionState, UnreadableRecord
 from streams.worker.durable import (
     DurablePartition,
@@ -76,6 +78,7 @@ class ContentsPipeline:
         processor: PartitionProcessor,
         topic: str,
         activity_topic: str,
+        waiting_topic: str,
         partitions: int,
         producer_factory: Callable[[], AIOKafkaProducer],
         prepare_topics: Callable[[], Awaitable[None]] | None = None,
@@ -93,6 +96,7 @@ class ContentsPipeline:
         self.processor = processor
         self.topic = topic
         self.activity_topic = activity_topic
+        self.waiting_topic = waiting_topic
         self.partitions = partitions
         self._producer_factory = producer_factory
         self._prepare_topics = prepare_topics
@@ -111,6 +115,8 @@ class ContentsPipeline:
         self.watchdog = KafkaWatchdog(self.health)
         # Activities released but not yet taken by a flush, per partition.
         self._outbox: dict[int, list[AgentActivity]] = {}
+        # Waiting runs opened or closed but not yet taken by a flush, per partition.
+        self._runs_outbox: dict[int, list[WaitingRun]] = {}
         self._inflight: dict[int, asyncio.Task[None]] = {}
         # Offsets to commit (partition -> next offset to read), one commit at a time.
         self._to_commit: dict[int, int] = {}
@@ -121,6 +127,7 @@ class ContentsPipeline:
         self._producer_lock = asyncio.Lock()
         self._closing: set[asyncio.Task[None]] = set()
         self._activity_partitions: int | None = None
+        self._waiting_partitions: int | None = None
         self._crashing: asyncio.Future[Any] | None = None
         self._lock = asyncio.Lock()
         self.unreadable_records = 0
@@ -176,9 +183,10 @@ class ContentsPipeline:
             state, threads = durable.state, durable.threads
             apply = self.processor.apply
             released: list[AgentActivity] = []
+            runs = self._runs_outbox.setdefault(partition, [])
             for record in records:
                 try:
-                    released.extend(apply(state, threads, record.offset, record.value))
+                    released.extend(apply(state, threads, record.offset, record.value, runs=runs))
                 except UnreadableRecord as exc:
                     self.unreadable_records += 1
                     log.warning(
@@ -210,7 +218,12 @@ class ContentsPipeline:
                 end = highwater(self.app, self.topic, partition)
                 released = []
                 if end is not None and durable.state.applied_offset + 1 >= end:
-                    released = self.processor.release_until(durable.state, durable.threads, now)
+                    released = self.processor.release_until(
+                        durable.state,
+                        durable.threads,
+                        now,
+                        runs=self._runs_outbox.setdefault(partition, []),
+                    )
                     if released:
                         self._outbox.setdefault(partition, []).extend(released)
                 # Released responses are exported once durable: flush them at once; other
@@ -279,6 +292,7 @@ class ContentsPipeline:
     def _forget(self, partition: int) -> None:
         self.owned.pop(partition, None)
         self._outbox.pop(partition, None)
+        self._runs_outbox.pop(partition, None)
         self._to_commit.pop(partition, None)
         self._unwritable.discard(partition)
         if not self._unwritable:
@@ -304,6 +318,22 @@ class ContentsPipeline:
             )
         return by_partition
 
+    async def _run_batches(
+        self, producer: AIOKafkaProducer, runs: Sequence[WaitingRun]
+    ) -> dict[int, list[tuple[bytes, bytes | None]]]:
+        """Waiting runs keyed by run, grouped by partition: the records of one run stay in
+        order (same key, same partition), so the compacted topic keeps its latest."""
+        if self._waiting_partitions is None:
+            self._waiting_partitions = len(await producer.partitions_for(self.waiting_topic))
+        partitions = self._waiting_partitions
+        by_partition: dict[int, list[tuple[bytes, bytes | None]]] = {}
+        for run in runs:
+            key = run.record_key()
+            by_partition.setdefault(partition_for(key, partitions), []).append(
+                (key, encode_run(run))
+            )
+        return by_partition
+
     async def _flush(self, durable: DurablePartition) -> None:
         """Start making the partition's state durable; caller holds the lock.
 
@@ -313,13 +343,18 @@ class ContentsPipeline:
         """
         partition = durable.partition
         self._last_flush[partition] = time.monotonic()
-        if not durable.needs_flush and not self._outbox.get(partition):
+        if (
+            not durable.needs_flush
+            and not self._outbox.get(partition)
+            and not self._runs_outbox.get(partition)
+        ):
             return
         previous = self._inflight.get(partition)
         activities = self._outbox.pop(partition, [])
+        runs = self._runs_outbox.pop(partition, [])
         batch = prepare_flush(durable)
         task = asyncio.create_task(
-            self._write(durable, batch, activities, previous),
+            self._write(durable, batch, activities, runs, previous),
             name=f"flush-{partition}",
         )
         task.add_done_callback(self._on_written)
@@ -355,6 +390,7 @@ class ContentsPipeline:
         durable: DurablePartition,
         batch: FlushBatch,
         activities: list[AgentActivity],
+        runs: list[WaitingRun],
         previous: asyncio.Task[None] | None,
     ) -> None:
         if previous is not None:
@@ -372,6 +408,17 @@ class ContentsPipeline:
             for activity_partition, records in groups.items():
                 send = functools.partial(_send_all, topic, activity_partition, records)
                 if await self._until_acknowledged(durable, "agent activity", send) is None:
+                    return
+        # Likewise the waiting runs (a replay would not open or close them again).
+        if runs:
+            run_groups = await self._until_acknowledged(
+                durable, "waiting run", lambda p: self._run_batches(p, runs)
+            )
+            if run_groups is None:
+                return
+            for run_partition, records in run_groups.items():
+                send = functools.partial(_send_all, self.waiting_topic, run_partition, records)
+                if await self._until_acknowledged(durable, "waiting run", send) is None:
                     return
         changelog = self.table.changelog_topic.get_topic_name()
         sent = await self._until_acknowledged(
@@ -496,8 +543,12 @@ class ContentsPipeline:
                 if durable is None:
                     return
                 dropped = self.processor.expire_idle(
-                    durable.state, durable.threads, keys[start : start + 5000], now
-                )
+                    durable.state,
+                    durable.threads,
+                    keys[start : start + 5000],
+                    now,
+                    runs=self._runs_outbox.setdefault(partition, []),
+                )  # their runs close with the next flush, which carries the expiry
                 if dropped:
                     log.info("idle threads dropped partition=%d count=%d", partition, dropped)
             await asyncio.sleep(0)

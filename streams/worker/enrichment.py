@@ -124,18 +124,26 @@ def merge_reference(
 ) -> None:
     """Complete ``profiles``, ``names`` (and ``aliases``) in place; agents of the config file
     keep theirs. A collection that could not be read changes nothing of what is known: when
-    the teams are missing, agents keep the team they had."""
+    the teams are missing, agents keep the team they had. A profile under an id that is
+    another id of a known agent (an extension id of ``aliases``, e.g. a platform identity's
+    ``userIds``) is not a second agent: it is skipped, and the config file's aliases win."""
     teams_missing = "teams" in reference.missing
+    known_aliases = {**reference.aliases, **(aliases or {})}
     for agent_id, profile in reference.agents.items():
         if agent_id in configured:
             continue
+        canonical = known_aliases.get(agent_id)
+        if canonical is not None and (canonical in profiles or canonical in reference.agents):
+            continue  # named under the agent's own id already
         known = profiles.get(agent_id)
         if teams_missing and known is not None and profile.team is None:
             profile = AgentProfile(name=profile.name, team=known.team)
         profiles[agent_id] = profile
     names.update(reference.sources)
     if aliases is not None:
-        aliases.update(reference.aliases)
+        for alias, agent_id in reference.aliases.items():
+            if aliases.get(alias) not in configured:  # the config file's aliases win
+                aliases[alias] = agent_id
 
 
 class _Collections(Protocol):

@@ -8,6 +8,9 @@ fetched it, so this module -- and only this module -- reaches into Faust interna
   the registered handler with ``(partition, records)``; records of other topics go on through
   Faust as usual.
 - ``BatchApp`` makes the transport build that consumer.
+- Faust's own liveness checks of its streams (``verify_event_path``: "Stream has not started
+  processing", logged as an ERROR every few minutes) are left out for batch topics: their
+  records never pass through a Faust stream. ``streams.worker.watchdog`` watches them instead.
 - ``local_partition`` finds one partition's database in a table's store (a private method of
   Faust's RocksDB store), for ``streams.worker.thread_store``.
 - ``commit_offsets`` commits on the consumer's own event loop, with a deadline, instead of
@@ -112,6 +115,11 @@ class BatchConsumer(aiokafka_driver.Consumer):
                 break
             if active_partitions is None or tp in active_partitions:
                 yield tp, to_message(tp, record)
+
+    def verify_event_path(self, now: float, tp: TP) -> None:
+        if tp.topic in getattr(self.app, "batch_handlers", {}):
+            return None  # no Faust stream reads it (see the module docstring)
+        return super().verify_event_path(now, tp)
 
 
 class ChangelogRestorer:

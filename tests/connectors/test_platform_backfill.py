@@ -281,3 +281,60 @@ async def test_classic_backfill_resumes_from_its_checkpoint_too(
     records = await read_topic(settings.kafka_bootstrap_servers, settings.topic, 0)
     ids = [decode_event(r.value).content_id for r in records]
     assert ids == [f"content-{i:04d}" for i in range(320)]
+
+
+@pytest.mark.kafka
+def test_a_creator_id_is_the_agent_the_agents_config_names_as_on_the_live_webhook(
+    platform: FakePlatform,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """Backfill maps ``creatorId`` (an extension id) like the connector: to the agent id of
+    the agents config file's ``rc_user_id`` (without the mapping it would keep the extension
+    id, and the agent would be two rows on the leaderboard)."""
+    agents = tmp_path / "agents.json"
+    agents.write_text(
+        '{"agents": {"agent-ada": {"name": "Ada Lovelace", "rc_user_id": "400131234008"}}}'
+    )
+    monkeypatch.setenv("ENGAGE_AGENTS_CONFIG", str(agents))
+    contents = platform.add_contents(conversation(6))
+    assert run(capsys)[0] == 0
+    published = events()
+    assert [e.agent_id for e in published] == [None, None, "agent-ada"] * 2
+    for content, record in zip(contents, published, strict=True):
+        notification = {
+            "uuid": record.event_id,
+            "event": f"{CONTENTS}/Imported",
+            "timestamp": content["creationTime"],
+            "body": {"resource": content},  # as the platform notifies it now
+        }
+        (live,) = parse_platform(
+            orjson.dumps(notification),
+            received_at=record.received_at,
+            forward_body=False,
+            agent_ids={"400131234008": "agent-ada"},
+        ).records
+        assert record == live.__class__(**{**_fields(live), "origin": "backfill"})
+
+
+@pytest.mark.kafka
+async def test_a_creator_id_is_the_engage_user_of_the_classic_users_rc_user_id(
+    platform: FakePlatform,
+    fake: Any,  # the fake classic Engage API, its GET /users carrying rc_user_id
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    engage, url = fake
+    engage.collections["users"] = [
+        {"id": "5e9f8a7b6c5d4e0099887766", "firstname": "Ada", "rc_user_id": "400131234008"},
+        {"id": "5e9f8a7b6c5d4e0099887767", "firstname": "Bo"},
+    ]
+    monkeypatch.setenv("ENGAGE_API_URL", url)
+    monkeypatch.setenv("ENGAGE_API_TOKEN", TOKEN)
+    platform.add_contents(conversation(3))
+    # The command runs its own event loop: in a thread, while this loop serves the fake.
+    code, _, err = await asyncio.to_thread(run, capsys, "--no-progress")
+    assert code == 0, err
+    agent_ids = [e.agent_id for e in await asyncio.to_thread(events)]
+    assert agent_ids == [None, None, "5e9f8a7b6c5d4e0099887766"]

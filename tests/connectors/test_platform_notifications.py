@@ -14,6 +14,7 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestServer
 
+from connectors.agents import AgentIds
 from connectors.envelopes import (
     DEAD_LETTER_REASONS,
     UNRESOLVED_CONTENT,
@@ -283,3 +284,51 @@ async def test_validation_token_is_echoed_with_a_json_content_type() -> None:
         assert len(answer.content) <= 1024
     finally:
         await server.close()
+
+
+# --- the connector's view ----------------------------------------------------------------
+
+
+class _Kept:
+    """Acknowledges at once and keeps what it was given."""
+
+    def __init__(self) -> None:
+        self.messages: list[Any] = []
+
+    async def publish(self, messages: Any, *, within_seconds: float) -> None:
+        self.messages.extend(messages)
+
+    async def ready(self) -> bool:
+        return True
+
+
+async def test_shapes_are_counted_and_ids_learnt_after_start_are_used() -> None:
+    """``engage_platform_notifications_total{shape}`` counts what arrived; an agent-id mapping
+    still empty when the app was made (the classic API answers later) is the one it uses."""
+    settings = Settings(webhook_secret="s", ringcentral_verification_token="rc-token")
+    agent_ids = AgentIds()
+    metrics = ConnectorMetrics()
+    kept = _Kept()
+    server = TestServer(
+        create_app(settings, kept, metrics=metrics, agent_ids=agent_ids), host="127.0.0.1"
+    )
+    await server.start_server()
+    try:
+        agent_ids.learn(extension_ids(ENGAGE_USERS))  # after the app was made
+        url = str(server.make_url("/webhooks/ringcentral"))
+        headers = {"Verification-Token": "rc-token", "Content-Type": "application/json"}
+        async with httpx.AsyncClient() as client:
+            for envelope in (nested(CONTENT), nested(CONTENT), flat(CONTENT), nested({"id": "c"})):
+                answer = await client.post(url, content=orjson.dumps(envelope), headers=headers)
+                assert answer.status_code == 200, answer.text
+    finally:
+        await server.close()
+
+    def shape(name: str) -> float | None:
+        labels = {"shape": name}
+        return metrics.registry.get_sample_value("engage_platform_notifications_total", labels)
+
+    assert (shape("nested"), shape("flat"), shape("thin")) == (2.0, 1.0, 1.0)
+    records = [m for m in kept.messages if m.topic == settings.topic]
+    assert len(records) == 3
+    assert {orjson.loads(m.value)["agent_id"] for m in records} == {"5e9f8a7b6c5d4e0099887766"}

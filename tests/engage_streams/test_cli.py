@@ -178,6 +178,7 @@ def test_demo_starts_the_stack_prints_a_working_curl_and_stops_everything(
         "ENGAGE_TOPIC_PARTITIONS": "2",
     }
     env.pop("ENGAGE_WEBHOOK_SECRET", None)
+    env.pop("ENGAGE_AGENTS_CONFIG", None)  # the demo's directory
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
     data_dir = tmp_path / "kafka"
     kafka_port = free_port()
@@ -186,6 +187,7 @@ def test_demo_starts_the_stack_prints_a_working_curl_and_stops_everything(
             *[sys.executable, "-m", "engage_streams.cli", "demo"],
             *["--data-dir", str(data_dir), "--kafka-port", str(kafka_port)],
             *["--prometheus-port", str(free_port())],
+            *["--platform-api-port", str(free_port())],
         ],
         env=env,
         stdout=subprocess.PIPE,
@@ -209,7 +211,11 @@ def test_demo_starts_the_stack_prints_a_working_curl_and_stops_everything(
             sent = subprocess.run(curl, shell=True, capture_output=True, text=True, timeout=30)
             assert sent.returncode == 0, sent.stderr
             assert "X-Dimelo-Secret:demo-secret" in curl
-        _assert_demo_is_lively(f"http://127.0.0.1:{env['WORKER_WEB_PORT']}")
+        worker = f"http://127.0.0.1:{env['WORKER_WEB_PORT']}"
+        _assert_demo_is_lively(worker)
+        _assert_the_platform_path_ran(
+            f"http://127.0.0.1:{env['CONNECTOR_PORT']}", worker, f"127.0.0.1:{kafka_port}"
+        )
     finally:
         demo.send_signal(signal.SIGTERM)
         code = demo.wait(timeout=90)
@@ -246,3 +252,94 @@ def _assert_demo_is_lively(worker: str) -> None:
     )
     channels = httpx.get(f"{worker}/api/v1/channels", timeout=5).json()["channels"]
     assert any(c.get("source_name") and c["source_name"] != c["source_id"] for c in channels)
+
+
+DEMO_DIRECTORY = Path(__file__).resolve().parents[2] / "devkit" / "data" / "demo-directory.json"
+
+
+def _sample(metrics_text: str, name: str, **labels: str) -> float:
+    """One sample of a Prometheus text page (0 when absent)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(metrics_text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return 0.0
+
+
+def _assert_the_platform_path_ran(connector: str, worker: str, bootstrap: str) -> None:
+    """Platform notifications reached the connector and thin ones were resolved through the
+    fake platform API; an agent who answered through both webhooks is one leaderboard row,
+    under the agent id of the demo directory and its name (never its extension id)."""
+    import asyncio
+    import json
+
+    import httpx
+
+    from engage_streams.record import decode_event
+    from tests.plugins.topics import read_topic
+    from tests.plugins.waiting import wait_for
+
+    def connector_metric(name: str, **labels: str) -> float:
+        return _sample(httpx.get(f"{connector}/metrics", timeout=5).text, name, **labels)
+
+    wait_for(
+        lambda: (
+            connector_metric("engage_webhook_requests_total", endpoint="ringcentral", code="200")
+            > 0
+        ),
+        60,
+        "platform notifications answered 200 by the connector",
+        tolerate=(httpx.HTTPError,),
+    )
+    wait_for(
+        lambda: connector_metric("engage_unresolved_notifications_total", outcome="resolved") > 0,
+        90,
+        "thin platform notifications resolved",
+        tolerate=(httpx.HTTPError,),
+    )
+    wait_for(
+        lambda: all(
+            connector_metric("engage_platform_notifications_total", shape=shape) > 0
+            for shape in ("nested", "flat", "thin")
+        ),
+        60,
+        "nested, flat and thin platform notifications",
+        tolerate=(httpx.HTTPError,),
+    )
+    assert connector_metric("engage_platform_api_requests_total", call="get_content", code="200")
+    assert connector_metric("engage_dlq_events_total", reason="missing_content_id") == 0
+
+    directory = json.loads(DEMO_DIRECTORY.read_text())["agents"]
+    extension_ids = {entry["rc_user_id"] for entry in directory.values()}
+
+    def answered_both_ways() -> set[str]:
+        topic = asyncio.run(read_topic(bootstrap, "engage.contents", 0))  # every partition
+        records = [decode_event(r.value) for r in topic]
+        by_origin: dict[str, set[str]] = {"engage": set(), "ringcentral": set()}
+        for record in records:
+            if record.agent_id is not None and record.origin in by_origin:
+                by_origin[record.origin].add(record.agent_id)
+        assert not by_origin["ringcentral"] & extension_ids, "an extension id reached Kafka"
+        assert by_origin["ringcentral"] <= set(directory), by_origin["ringcentral"]
+        return by_origin["engage"] & by_origin["ringcentral"]
+
+    both = wait_for(answered_both_ways, 90, "an agent answering through both webhooks")
+
+    def leaderboard() -> list[dict[str, object]]:
+        answer = httpx.get(f"{worker}/api/v1/leaderboard?window=all&limit=100", timeout=5)
+        return list(answer.json()["entries"])
+
+    def ranked_both_ways() -> list[dict[str, object]]:
+        return [e for e in leaderboard() if e["agent_id"] in both]
+
+    ranked = wait_for(ranked_both_ways, 60, "a two-webhook agent on the leaderboard",
+                      tolerate=(httpx.HTTPError,))  # fmt: skip
+    entries = leaderboard()
+    ids = [str(e["agent_id"]) for e in entries]
+    assert len(ids) == len(set(ids)), ids  # one row per agent
+    assert not set(ids) & extension_ids, ids
+    for entry in ranked:
+        assert ids.count(str(entry["agent_id"])) == 1
+        assert entry["name"] == directory[str(entry["agent_id"])]["name"]

@@ -31,9 +31,15 @@ def run(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[
 def files(tmp_path: Path) -> dict[str, str]:
     broken_json = tmp_path / "broken.json"
     broken_json.write_text('{"sources": ')
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a directory")
     wrong_scoring = tmp_path / "scoring.toml"
     wrong_scoring.write_text('points = "many"\n')
-    return {"broken_json": str(broken_json), "wrong_scoring": str(wrong_scoring)}
+    return {
+        "broken_json": str(broken_json),
+        "wrong_scoring": str(wrong_scoring),
+        "a_file": str(a_file),
+    }
 
 
 CASES = [
@@ -45,6 +51,8 @@ CASES = [
     (["worker"], "ENGAGE_REORDER_WINDOW_SECONDS", "ten", "must be a number"),
     (["worker"], "WORKER_WEB_PORT", "99999", "not a port"),
     (["worker"], "ENGAGE_STORE", "redis://", "rocksdb:// or memory://"),
+    (["worker"], "ENGAGE_DATA_DIR", "{a_file}/state", "is not a directory"),
+    (["kafka", "start"], "ENGAGE_DATA_DIR", "{a_file}", "is not a directory"),
     (["connector"], "CONNECTOR_PORT", "eighty", "whole number"),
     (["connector"], "KAFKA_BOOTSTRAP_SERVERS", "kafka-without-port", "not host:port"),
     (["connector"], "ENGAGE_PUBLISH_TIMEOUT_SECONDS", "0", "more than 0"),
@@ -65,7 +73,7 @@ def test_one_line_naming_the_setting_and_exit_2(
     tmp_path: Path, command: list[str], variable: str, value: str, says: str
 ) -> None:
     value = value.format(**files(tmp_path))
-    result = run(command, {variable: value, "ENGAGE_DATA_DIR": str(tmp_path / "data")})
+    result = run(command, {"ENGAGE_DATA_DIR": str(tmp_path / "data"), variable: value})
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2, result.stderr + result.stdout
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr

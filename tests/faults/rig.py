@@ -86,6 +86,7 @@ def pipeline_settings(base: Settings) -> Settings:
         topic_partitions=PARTITIONS,
         activity_topic=f"engage.agent-activity.{suffix}",
         summary_topic=f"engage.partition-summaries.{suffix}",
+        waiting_topic=f"engage.waiting-runs.{suffix}",
         store="rocksdb://",
     )
     asyncio.run(

@@ -189,6 +189,7 @@ def live(kafka_broker: LocalKafka, tmp_path_factory: pytest.TempPathFactory) -> 
         dlq_topic=f"live.contents.dlq.{suffix}",
         activity_topic=f"live.agent-activity.{suffix}",
         summary_topic=f"live.partition-summaries.{suffix}",
+        waiting_topic=f"live.waiting-runs.{suffix}",
         app_id=f"engage-streams-live-{suffix}",
         topic_partitions=2,
         connector_port=free_port(),

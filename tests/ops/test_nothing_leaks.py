@@ -299,6 +299,7 @@ def test_no_secret_and_no_words_anywhere(
             tmp_path / "worker-state",
             activity_topic=f"engage.agent-activity.{RUN}",
             summary_topic=f"engage.partition-summaries.{RUN}",
+            waiting_topic=f"engage.waiting-runs.{RUN}",
         ),
         tmp_path / "worker.log",
     )

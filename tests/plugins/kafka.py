@@ -66,6 +66,7 @@ def kafka_settings(kafka_broker: LocalKafka) -> Settings:
         kafka_bootstrap_servers=kafka_broker.bootstrap_servers,
         topic=f"engage.contents.{suffix}",
         dlq_topic=f"engage.contents.dlq.{suffix}",
+        waiting_topic=f"engage.waiting-runs.{suffix}",
         topic_partitions=4,
         app_id=f"engage-streams-test-{suffix}",
     )

@@ -2,9 +2,11 @@
 
 Used by the tests to check ``streams.core.gamification.leaderboard.Standings``. It re-reads
 the whole list of activities for every question, uses exact fractions for points,
-``statistics.median`` for medians and ``datetime.date`` arithmetic for calendar windows. It
-deliberately shares no code with ``streams/`` beyond the ``AgentActivity`` and
-``ScoringRules`` data types."""
+``statistics.median`` for medians and ``datetime.date`` arithmetic for calendar windows.
+``cleared_backlog`` comes from every customer content's waiting interval in the cluster
+(``Wait`` = source id, sent, answered or ``inf``): an answer clears its channel when no
+interval of that channel holds its time. It deliberately shares no code with ``streams/``
+beyond the ``AgentActivity`` and ``ScoringRules`` data types."""
 
 from __future__ import annotations
 
@@ -49,6 +51,16 @@ def reference_points_milli(activity: AgentActivity, rules: ScoringRules) -> int:
     return round(total * weight * 1000)
 
 
+#: A customer content's wait: (source id, sent, answered -- ``math.inf`` while it waits).
+Wait = tuple[str | None, float, float]
+
+
+def channel_clear(waits: Iterable[Wait], source_id: str | None, when: float) -> bool:
+    """No customer of the channel waits at ``when``: none sent at or before it and answered
+    after it (or not yet)."""
+    return not any(s == source_id and sent <= when < until for s, sent, until in waits)
+
+
 def local_date(epoch: float, tz: ZoneInfo) -> date:
     return datetime.fromtimestamp(epoch, tz).date()
 
@@ -75,9 +87,16 @@ def in_window(activity: AgentActivity, window: str, now: float, tz: ZoneInfo) ->
 
 
 def reference_badges(
-    activities: list[AgentActivity], rules: ScoringRules, tz: ZoneInfo, dates: set[date] | None
+    activities: list[AgentActivity],
+    rules: ScoringRules,
+    tz: ZoneInfo,
+    dates: set[date] | None,
+    waits: Iterable[Wait] = (),
 ) -> dict[str, dict[str, int]]:
     """agent -> badge -> count over the given local dates (None: every date)."""
+    waits_of: dict[str | None, list[Wait]] = {}
+    for wait in waits:
+        waits_of.setdefault(wait[0], []).append(wait)
     by_day: dict[date, list[AgentActivity]] = {}
     for activity in unique(activities):
         if activity.response_seconds is None:
@@ -110,7 +129,11 @@ def reference_badges(
                     award(agent, f"sla_streak_{threshold}")
             if len(mine) >= rules.first_to_answer:
                 nth_times.append((mine[rules.first_to_answer - 1].event_time, agent))
-            cleared = {a.source_id for a in mine if a.cleared_backlog}
+            cleared = {
+                a.source_id
+                for a in mine
+                if channel_clear(waits_of.get(a.source_id, []), a.source_id, a.event_time)
+            }
             if cleared:
                 award(agent, "cleared_backlog", len(cleared))
         if nth_times:
@@ -128,6 +151,7 @@ def reference_leaderboard(
     team: str | None = None,
     teams: Mapping[str, str] | None = None,
     limit: int | None = None,
+    waits: Iterable[Wait] = (),
 ) -> list[dict[str, Any]]:
     """Rows ``{rank, agent_id, score, replies, median_response_seconds, badges}``."""
     tz = ZoneInfo(timezone)
@@ -140,7 +164,7 @@ def reference_leaderboard(
         and (team is None or (teams or {}).get(a.agent_id) == team)
     ]
     agents = sorted({a.agent_id for a in chosen})
-    badges = reference_badges(everything, rules, tz, window_dates(window, now, tz))
+    badges = reference_badges(everything, rules, tz, window_dates(window, now, tz), waits)
     rows = []
     for agent in agents:
         mine = [a for a in chosen if a.agent_id == agent]

@@ -57,6 +57,8 @@ class Expected:
     activities: dict[str, tuple[object, ...]] = field(default_factory=dict)
     # thread id -> event times of its customer contents still waiting at the end
     waiting: dict[str, list[float]] = field(default_factory=dict)
+    # every customer content's waiting interval: (source id, sent, answered or inf)
+    waits: list[tuple[str, float, float]] = field(default_factory=list)
     thread_source: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def add(self, other: Expected) -> None:
@@ -67,6 +69,7 @@ class Expected:
         self.observations += other.observations
         self.activities.update(other.activities)
         self.waiting.update(other.waiting)
+        self.waits += other.waits
         self.thread_source.update(other.thread_source)
 
     def backlog(self, now: float) -> dict[tuple[str, str], tuple[int, float]]:
@@ -195,6 +198,7 @@ def reference(
                 continue
             seconds = t - min(answered_now)
             waiting = [w for w in waiting if w > t]
+            expected.waits += [(src[0], w, t) for w in answered_now]
             first = c.intervention_id not in answered
             answered.add(c.intervention_id)
             within = seconds <= sla_seconds(src[0], src[1])
@@ -211,4 +215,5 @@ def reference(
                 within,
             )
         expected.waiting[thread_id] = waiting
+        expected.waits += [(src[0], w, math.inf) for w in waiting]
     return expected

@@ -168,3 +168,59 @@ async def test_simulated_events_are_served_as_their_notifications_show_them(fake
     notified = orjson.loads(platform_envelope(event))["body"]
     assert {k: served[k] for k in notified} == notified
     assert served["channelId"] == event.source_id and served["createdFrom"] == "Interface"
+
+
+async def test_agents_become_identities_and_the_simulator_hands_over_contents(fake: Any) -> None:
+    platform, http = fake
+    held = platform.add_agents(
+        {
+            "agent-001": {"name": "Ada Lovelace", "rc_user_id": "400131234001"},
+            "agent-002": {"name": "Grace Hopper"},  # no extension id: not on the platform
+        }
+    )
+    assert [(i["displayName"], i["userIds"]) for i in held] == [("Ada Lovelace", ["400131234001"])]
+    assert (await http.get("/_simulator/healthz")).status_code == 200  # no token needed
+    contents = [{"id": "c-1", "threadId": "t-1", "status": "New"}]
+    refused = await http.post("/_simulator/contents", content=orjson.dumps(contents))
+    assert refused.status_code == 401 and "c-1" not in platform.contents
+    headers = bearer(await token(platform, http))
+    raw = orjson.dumps(contents)
+    answer = await http.post("/_simulator/contents", content=raw, headers=headers)
+    assert answer.status_code == 200 and answer.json()["held"] == 1
+    served = await http.get(f"{PREFIX}/contents/c-1", headers=headers)
+    assert served.json()["threadId"] == "t-1"
+    bad = await http.post("/_simulator/contents", content=b'{"id": "c-2"}', headers=headers)
+    assert bad.status_code == 400
+
+
+async def test_a_thin_notification_names_what_the_fake_serves(fake: Any) -> None:
+    """What the simulator notifies thin, and hands to the fake, resolves to the record its
+    nested notification gives, with the agent's extension id as creatorId."""
+    from datetime import UTC, datetime
+
+    from connectors.envelopes import parse_platform, resolved_record
+    from simulator.platform_api import served_content
+
+    platform, http = fake
+    event = next(
+        e
+        for e in generate(ScenarioConfig(threads=5, seed=3))
+        if e.direction == "outbound" and e.agent_id is not None
+    )
+    creator_ids = {event.agent_id: "400131234777"}
+    headers = bearer(await token(platform, http))
+    handed = orjson.dumps([served_content(event, creator_ids=creator_ids)])
+    assert (await http.post("/_simulator/contents", content=handed, headers=headers)).is_success
+    now = datetime(2026, 3, 2, tzinfo=UTC)
+    thin = platform_envelope(event, shape="thin", creator_ids=creator_ids)
+    assert orjson.loads(thin)["body"]["resource"] == {"id": event.content_id}
+    (queued,) = parse_platform(thin, received_at=now, forward_body=False).unresolved
+    fetched = (await http.get(f"{PREFIX}/contents/{event.content_id}", headers=headers)).json()
+    assert fetched["creatorId"] == "400131234777"
+    resolved = resolved_record(queued.notification, fetched, received_at=now, forward_body=False)
+    nested = platform_envelope(event, shape="nested", creator_ids=creator_ids)
+    flat = platform_envelope(event, shape="flat", creator_ids=creator_ids)
+    (from_nested,) = parse_platform(nested, received_at=now, forward_body=False).records
+    (from_flat,) = parse_platform(flat, received_at=now, forward_body=False).records
+    assert resolved == from_nested == from_flat
+    assert from_nested.agent_id == "400131234777"  # the connector maps it (its own tests)

@@ -3,7 +3,8 @@
 The partition processor turns each agent content it releases (in event-time order per thread)
 into an ``AgentActivity`` and publishes it to ``engage.agent-activity`` keyed by agent id.
 Every agent content yields exactly one activity, but a crash may deliver the same activity
-twice: consumers deduplicate by ``content_id``. Nothing here knows about Kafka.
+twice: consumers deduplicate by ``content_id``. Records written before ``cleared_backlog``
+left this struct still decode (unknown fields are ignored). Nothing here knows about Kafka.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ class AgentActivity(msgspec.Struct, frozen=True, kw_only=True):
     """An agent content: who wrote it, where, when, and whether it answered in time.
 
     ``response_seconds`` is ``None`` for a proactive message (nothing was waiting), and so is
-    ``within_sla``. ``cleared_backlog`` is true when this answer stopped the last customer contents
-    of its channel (``source_id``, ``source_type``) waiting in its partition.
+    ``within_sla``. Whether an answer cleared its channel's backlog is not known here (other
+    partitions have customers of the channel too): the standings decide it from the waiting
+    runs of the whole cluster (``streams.core.gamification.waiting``).
     """
 
     agent_id: str
@@ -28,7 +30,6 @@ class AgentActivity(msgspec.Struct, frozen=True, kw_only=True):
     response_seconds: float | None
     first_response: bool
     within_sla: bool | None
-    cleared_backlog: bool
 
     @property
     def is_answer(self) -> bool:

@@ -7,12 +7,16 @@ Every badge is awarded at most once per period, and the period is the calendar d
   messages neither extend nor break a streak; an answer outside SLA breaks it.
 - ``first_to_N`` — the agent whose Nth answer of the day came first (earliest event time of
   the Nth answer, ties by agent id); once per day, one agent (``ScoringRules.first_to_answer``).
-- ``cleared_backlog`` — an answer of the agent left its channel with no waiting customer;
-  once per day per channel, so its count is the number of (day, channel) pairs.
+- ``cleared_backlog`` — an answer of the agent left its channel (``source_id``) with no
+  customer waiting anywhere in the cluster at the answer's event time: no customer content of
+  the channel, in any thread or partition, sent at or before that time and not yet answered
+  then (``WaitingTimeline.clear_at``); once per day per channel, so its count is the number
+  of (day, channel) pairs. Proactive messages never earn it.
 
-Badges are a function of the set of activities, not of their arrival order: an activity that
-arrives late (out of event-time order) is slotted in place and the day is re-evaluated, so a
-replay gives the same badges. Nothing here knows about Kafka, HTTP or Prometheus.
+Badges are a function of the set of activities and waiting runs, not of their arrival order:
+an activity or a run that arrives late (out of event-time order) is slotted in place and the
+day is re-evaluated, so a replay gives the same badges. Nothing here knows about Kafka, HTTP
+or Prometheus.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from collections.abc import Iterable, Mapping
 import msgspec
 
 from streams.core.gamification.scoring import ScoringRules
+from streams.core.gamification.waiting import WaitingTimeline
 
 CLEARED_BACKLOG = "cleared_backlog"
 
@@ -48,21 +53,27 @@ class BadgeCount(msgspec.Struct, frozen=True):
 class AgentDay:
     """One agent's badge facts for one day.
 
-    Memory: one ``(event_time, content_id, within_sla)`` tuple per answer of the day, plus the
-    set of channels the agent cleared.
+    Memory: one ``(event_time, content_id, within_sla)`` tuple and one time (by channel) per
+    answer of the day, plus one cached "cleared?" per channel.
     """
 
-    __slots__ = ("_answers", "_max_run", "_stale", "_tail_run", "cleared_sources")
+    __slots__ = ("_answers", "_by_source", "_cleared", "_max_run", "_stale", "_tail_run")
 
     def __init__(self) -> None:
         self._answers: list[tuple[float, str, bool]] = []
         self._max_run = 0
         self._tail_run = 0
         self._stale = False
-        self.cleared_sources: set[str | None] = set()
+        self._by_source: dict[str | None, list[float]] = {}
+        # channel -> (timeline version, answers seen, cleared?)
+        self._cleared: dict[str | None, tuple[int, int, bool]] = {}
 
-    def add_answer(self, event_time: float, content_id: str, within_sla: bool) -> None:
-        """Record an answer; an out-of-order one makes the streaks be recounted when read."""
+    def add_answer(
+        self, event_time: float, content_id: str, within_sla: bool, source_id: str | None = None
+    ) -> None:
+        """Record an answer (in channel ``source_id``); an out-of-order one makes the streaks
+        be recounted when read."""
+        self._by_source.setdefault(source_id, []).append(event_time)
         entry = (event_time, content_id, within_sla)
         if not self._answers or entry[:2] >= self._answers[-1][:2]:
             self._answers.append(entry)
@@ -99,8 +110,25 @@ class AgentDay:
         """Event time of the agent's ``n``-th answer of the day (1-based), if any."""
         return self._answers[n - 1][0] if len(self._answers) >= n else None
 
-    def badges(self, rules: ScoringRules, first_to_answer: bool) -> Counter[str]:
-        """Badges earned this day (``first_to_answer``: whether this agent won that race)."""
+    def cleared_channels(self, waiting: WaitingTimeline) -> int:
+        """In how many channels an answer of this day left no customer waiting."""
+        count = 0
+        for source_id, times in self._by_source.items():
+            version = waiting.version(source_id)
+            cached = self._cleared.get(source_id)
+            if cached is not None and cached[:2] == (version, len(times)):
+                cleared = cached[2]
+            else:
+                cleared = any(waiting.clear_at(source_id, when) for when in times)
+                self._cleared[source_id] = (version, len(times), cleared)
+            count += cleared
+        return count
+
+    def badges(
+        self, rules: ScoringRules, first_to_answer: bool, waiting: WaitingTimeline
+    ) -> Counter[str]:
+        """Badges earned this day (``first_to_answer``: whether this agent won that race;
+        ``waiting``: the cluster's waiting runs, for ``cleared_backlog``)."""
         earned: Counter[str] = Counter()
         if self._stale:
             self._recount()
@@ -109,8 +137,9 @@ class AgentDay:
                 earned[streak_badge(threshold)] = 1
         if first_to_answer:
             earned[first_to_badge(rules.first_to_answer)] = 1
-        if self.cleared_sources:
-            earned[CLEARED_BACKLOG] = len(self.cleared_sources)
+        cleared = self.cleared_channels(waiting)
+        if cleared:
+            earned[CLEARED_BACKLOG] = cleared
         return earned
 
 

@@ -1,7 +1,8 @@
 """Standings: scores, replies, response medians and badges per agent, over four windows.
 
 ``Standings`` is fed ``AgentActivity`` records (any order, duplicates dropped by content id)
-and answers leaderboards over these windows, all by event time:
+and the cluster's ``WaitingRun`` records (any order, for ``cleared_backlog``) and answers
+leaderboards over these windows, all by event time:
 
 - ``hour``  — the rolling 60 minutes ending at ``now`` (``now - 3600 < event_time <= now``);
 - ``today`` — the calendar day of ``now`` in the configured timezone (``ENGAGE_TIMEZONE``);
@@ -30,7 +31,9 @@ Memory, per agent:
 
 Dedupe works for activities of retained days. An activity of a day already pruned is added to
 the all-time totals only (its day's badges are final) and cannot be checked for duplicates, so
-the shell should replay the activity topic before it starts pruning. Nothing here knows about
+the shell should replay the activity topic before it starts pruning. Waiting runs: every open
+run, and the closed runs that end within the retained days (``prune`` forgets older ones:
+a closed run only decides answers during it). Nothing here knows about
 Kafka, HTTP or Prometheus.
 """
 
@@ -39,7 +42,7 @@ from __future__ import annotations
 import bisect
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from datetime import date, datetime, tzinfo
+from datetime import date, datetime, time, tzinfo
 from itertools import chain
 from operator import itemgetter
 from typing import Literal, get_args
@@ -56,6 +59,7 @@ from streams.core.gamification.badges import (
     first_to_answer_winner,
 )
 from streams.core.gamification.scoring import ScoringRules, points_milli
+from streams.core.gamification.waiting import WaitingRun, WaitingTimeline
 
 Window = Literal["hour", "today", "week", "all"]
 WINDOWS: tuple[Window, ...] = get_args(Window)
@@ -224,6 +228,7 @@ class Standings:
         self._winners: dict[int, str | None] = {}
         self._retained_from: int | None = None
         self._hour_floor: float | None = None
+        self.waiting = WaitingTimeline()
 
     def day_of(self, epoch_seconds: float) -> int:
         """The calendar day (proleptic ordinal) of a time, in the standings' timezone."""
@@ -267,12 +272,17 @@ class Standings:
         source_tally.add(score, response)
         if response is not None:
             agent_day.badges.add_answer(
-                activity.event_time, activity.content_id, activity.within_sla is True
+                activity.event_time,
+                activity.content_id,
+                activity.within_sla is True,
+                activity.source_id,
             )
             self._winners.pop(day, None)
-            if activity.cleared_backlog:
-                agent_day.badges.cleared_sources.add(activity.source_id)
         return True
+
+    def add_waiting_run(self, run: WaitingRun) -> bool:
+        """Take a waiting run of the cluster; ``False`` when it changes nothing."""
+        return self.waiting.add(run)
 
     def prune(self, now: float) -> None:
         """Drop per-activity detail no window needs any more at ``now``.
@@ -287,12 +297,14 @@ class Standings:
         for day in [d for d in self._days if d < cutoff]:
             winner = self._winner(day)
             for agent_id, agent_day in self._days.pop(day).items():
-                earned = agent_day.badges.badges(self.rules, winner == agent_id)
+                earned = agent_day.badges.badges(self.rules, winner == agent_id, self.waiting)
                 self._books[agent_id].archived_badges.update(earned)
             self._winners.pop(day, None)
         for day in [d for d in self._seen if d < cutoff]:
             del self._seen[day]
         self._retained_from = cutoff
+        start = datetime.combine(date.fromordinal(cutoff), time(), self.timezone).timestamp()
+        self.waiting.forget_before(start)
         floor = now - HOUR_SECONDS
         self._hour_floor = floor if self._hour_floor is None else max(self._hour_floor, floor)
         for book in self._books.values():
@@ -461,5 +473,6 @@ class Standings:
         for day in days:
             agent_day = self._days.get(day, {}).get(agent_id)
             if agent_day is not None:
-                counters.append(agent_day.badges.badges(self.rules, self._winner(day) == agent_id))
+                winner = self._winner(day) == agent_id
+                counters.append(agent_day.badges.badges(self.rules, winner, self.waiting))
         return badge_counts(counters)

@@ -25,12 +25,24 @@ buffered contents, its backlog as if they were all released now (``provisional``
 "release everything now". Response observations, SLA, late and activities are released only
 (the reorder-window guarantee). The view is a function of the records applied, kept in the
 state (flushed with it), so it is deterministic and replay-safe like the rest.
+
+Waiting runs (for the cluster-wide ``cleared_backlog`` badge): when a release leaves a thread
+with customers waiting and its earliest waiting content has no open run yet, an open
+``WaitingRun`` (``since`` = that content's time) is added to the caller's ``runs`` list; the
+answer that stops waiting contents closes their open runs (``until`` = its time) and, when
+its earliest stopped content had none, adds the closed run ``[earliest, answer)``; an idle
+thread that expires closes its open runs at ``last_event_time + idle horizon``; a thread that
+learns its channel after a run opened publishes that open run again, with the channel. The union of
+a thread's runs is exactly the union of its customers' waiting intervals, and the runs are a
+function of the records applied (the thread remembers its open runs), so a replay emits the
+same runs.
 Pure: imports no faust/aiokafka/aiohttp/prometheus_client.
 """
 
 from __future__ import annotations
 
 import heapq
+from bisect import bisect_right, insort
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Protocol
@@ -39,6 +51,7 @@ import msgspec
 
 from engage_streams.record import decode_event
 from streams.core.gamification.activity import AgentActivity
+from streams.core.gamification.waiting import WaitingRun
 from streams.core.responses.sla import SlaPolicy
 from streams.core.responses.threads import (
     PendingContent,
@@ -94,18 +107,15 @@ class PartitionState(msgspec.Struct):
 
     ``pending_threads`` is a heap of ``(received_at, thread_id)``: when each thread with
     buffered contents is next due (stale entries are harmless, they release nothing), so
-    releases visit only those threads. ``waiting_by_source`` is the number of waiting
-    customer contents per source (for ``AgentActivity.cleared_backlog``). ``provisional``
-    is the live backlog of threads with buffered contents (module docstring);
-    a ``provisional`` entry with ``count == 0`` says "this thread's buffer clears its
-    backlog".
+    releases visit only those threads. ``provisional`` is the live backlog of threads with
+    buffered contents (module docstring); a ``provisional`` entry with ``count == 0`` says
+    "this thread's buffer clears its backlog".
     """
 
     applied_offset: int = -1
     watermark: float = 0.0
     totals: PartitionTotals = msgspec.field(default_factory=PartitionTotals)
     waiting: dict[str, WaitingThread] = msgspec.field(default_factory=dict)
-    waiting_by_source: dict[SourceKey, int] = msgspec.field(default_factory=dict)
     pending_threads: list[tuple[float, str]] = msgspec.field(default_factory=list)
     provisional: dict[str, WaitingThread] = msgspec.field(default_factory=dict)
 
@@ -170,13 +180,20 @@ class PartitionProcessor:
         self.idle_horizon = float(idle_horizon_seconds)
 
     def apply(
-        self, state: PartitionState, threads: ThreadStore, offset: int, value: bytes
+        self,
+        state: PartitionState,
+        threads: ThreadStore,
+        offset: int,
+        value: bytes,
+        *,
+        runs: list[WaitingRun] | None = None,
     ) -> list[AgentActivity]:
         """Apply the record at ``offset``; returns the agent activities it released.
 
-        Offsets ``<= state.applied_offset`` were applied before: nothing happens. A value
-        that is not a canonical event raises ``UnreadableRecord`` after its offset is
-        marked applied, so a replay skips it too.
+        The waiting runs it opened or closed are appended to ``runs`` when given (the state
+        changes the same either way). Offsets ``<= state.applied_offset`` were applied
+        before: nothing happens. A value that is not a canonical event raises
+        ``UnreadableRecord`` after its offset is marked applied, so a replay skips it too.
         """
         if offset <= state.applied_offset:
             return []
@@ -204,6 +221,18 @@ class PartitionProcessor:
             for buffered in thread.pending:  # buffered before the source was known
                 self._count_on_arrival(state, thread, buffered)
             changed = bool(thread.pending)
+            if runs is not None and thread.open_runs:
+                # Runs opened before the channel was known: again, under it (of two records of
+                # one run the greater channel wins), so its customers wait in their channel.
+                runs.extend(
+                    WaitingRun(
+                        thread_id=thread_id,
+                        source_id=thread.source_id,
+                        source_type=thread.source_type,
+                        since=since,
+                    )
+                    for since in thread.open_runs
+                )
         if when > thread.last_event_time:
             thread.last_event_time = when
         if (
@@ -221,14 +250,15 @@ class PartitionProcessor:
                 heapq.heappush(state.pending_threads, (received, thread_id))
             changed = True
         activities: list[AgentActivity] = []
+        out = _Released(activities, [] if runs is None else runs)
         heap = state.pending_threads
         if heap and heap[0][0] + self.window <= watermark:
-            self._release_due(state, threads, watermark, activities, thread_id, thread)
+            self._release_due(state, threads, watermark, out, thread_id, thread)
         pending = thread.pending
         released_time = thread.released_time
         if pending and released_time is not None and pending[0].event_time <= released_time:
             # A late content (ordered before what the thread already released) goes at once.
-            self._release(state, thread_id, thread, watermark, activities)
+            self._release(state, thread_id, thread, watermark, out)
         if changed or thread_id in state.provisional:
             self._provision(state, thread_id, thread)
         threads.put(thread_id, thread)
@@ -236,11 +266,18 @@ class PartitionProcessor:
         return activities
 
     def release_until(
-        self, state: PartitionState, threads: ThreadStore, now: float
+        self,
+        state: PartitionState,
+        threads: ThreadStore,
+        now: float,
+        *,
+        runs: list[WaitingRun] | None = None,
     ) -> list[AgentActivity]:
-        """Release every buffered content with ``received_at + window <= now``."""
+        """Release every buffered content with ``received_at + window <= now`` (waiting runs
+        appended to ``runs`` when given)."""
         activities: list[AgentActivity] = []
-        self._release_due(state, threads, max(now, state.watermark), activities, None, None)
+        out = _Released(activities, [] if runs is None else runs)
+        self._release_due(state, threads, max(now, state.watermark), out, None, None)
         return activities
 
     def expire_idle(
@@ -249,11 +286,15 @@ class PartitionProcessor:
         threads: ThreadStore,
         thread_ids: Iterable[str],
         now: float,
+        *,
+        runs: list[WaitingRun] | None = None,
     ) -> int:
         """Delete the threads (of ``thread_ids``) idle longer than the horizon; how many.
 
         Idle: the latest event time seen in the thread is more than the horizon before
-        ``now``, and nothing is buffered. Their waiting contents leave the backlog.
+        ``now``, and nothing is buffered. Their waiting contents leave the backlog; their open
+        waiting runs close at ``last_event_time + horizon`` (appended to ``runs`` when given:
+        an event time, so a replay closes them the same).
         """
         expired = 0
         for thread_id in thread_ids:
@@ -264,9 +305,19 @@ class PartitionProcessor:
                 continue
             threads.delete(thread_id)
             state.provisional.pop(thread_id, None)
-            entry = state.waiting.pop(thread_id, None)
-            if entry is not None:
-                self._count_waiting(state, (entry.source_id, entry.source_type), -entry.count)
+            state.waiting.pop(thread_id, None)
+            if runs is not None:
+                until = thread.last_event_time + self.idle_horizon
+                runs.extend(
+                    WaitingRun(
+                        thread_id=thread_id,
+                        source_id=thread.source_id,
+                        source_type=thread.source_type,
+                        since=since,
+                        until=until,
+                    )
+                    for since in thread.open_runs
+                )
             expired += 1
         return expired
 
@@ -277,7 +328,7 @@ class PartitionProcessor:
         state: PartitionState,
         threads: ThreadStore,
         watermark: float,
-        activities: list[AgentActivity],
+        out: _Released,
         current_id: str | None,
         current: ThreadState | None,
     ) -> None:
@@ -288,7 +339,7 @@ class PartitionProcessor:
             thread = current if thread_id == current_id else threads.get(thread_id)
             if thread is None or not thread.pending:
                 continue
-            released = self._release(state, thread_id, thread, watermark, activities)
+            released = self._release(state, thread_id, thread, watermark, out)
             if released and thread is not current:
                 self._provision(state, thread_id, thread)
                 threads.put(thread_id, thread)
@@ -299,17 +350,13 @@ class PartitionProcessor:
         thread_id: str,
         thread: ThreadState,
         watermark: float,
-        activities: list[AgentActivity],
+        out: _Released,
     ) -> bool:
         released = thread.take_releasable(watermark, self.window)
         if not released:
             return False
         source = (thread.source_id or "", thread.source_type or "")
         entry = state.waiting.get(thread_id)
-        if entry is not None and (entry.source_id, entry.source_type) != source:
-            # The thread learnt its source after contents started waiting: move them.
-            self._count_waiting(state, (entry.source_id, entry.source_type), -entry.count)
-            self._count_waiting(state, source, entry.count)
         totals = state.totals
         for content in released:
             late = thread.mark_released(content)
@@ -319,13 +366,25 @@ class PartitionProcessor:
                 if not content.counted:
                     totals.count_content(source, "inbound")
                 thread.wait(content.event_time)
-                self._count_waiting(state, source, 1)
                 continue
             if not content.counted:
                 totals.count_content(source, "outbound")
             if content.by_agent:  # no agent: a volume only, never an answer
                 totals.count_reply(content.agent_id)
-                activities.append(self._answer(state, thread_id, thread, source, content))
+                out.activities.append(self._answer(state, thread_id, thread, source, content, out))
+        waiting = thread.waiting
+        open_runs = thread.open_runs
+        if waiting and (not open_runs or open_runs[0] != waiting[0]):
+            # Customers wait and their earliest has no open run: publish one.
+            insort(open_runs, waiting[0])
+            out.runs.append(
+                WaitingRun(
+                    thread_id=thread_id,
+                    source_id=thread.source_id,
+                    source_type=thread.source_type,
+                    since=waiting[0],
+                )
+            )
         if thread.waiting:
             state.waiting[thread_id] = WaitingThread(
                 source[0], source[1], len(thread.waiting), thread.waiting[0]
@@ -344,16 +403,18 @@ class PartitionProcessor:
         thread: ThreadState,
         source: SourceKey,
         content: PendingContent,
+        out: _Released,
     ) -> AgentActivity:
+        earliest = thread.waiting[0] if thread.waiting else None
         response, first, stopped = thread.answer(content.event_time, content.intervention_id)
         response_seconds: float | None = None
         within_sla: bool | None = None
-        cleared = False
         if stopped:
             response_seconds = response
             within_sla = response <= self.sla.seconds_for(thread.source_id, thread.source_type)
             state.totals.observe_response(source, content.agent_id, response, first, within_sla)
-            cleared = self._count_waiting(state, source, -stopped) == 0
+            assert earliest is not None
+            self._close_runs(thread_id, thread, earliest, content.event_time, out.runs)
         return AgentActivity(
             agent_id=content.agent_id or "",
             content_id=content.content_id,
@@ -364,7 +425,6 @@ class PartitionProcessor:
             response_seconds=response_seconds,
             first_response=first and stopped > 0,
             within_sla=within_sla,
-            cleared_backlog=cleared,
         )
 
     # -- the live view -----------------------------------------------------------------------
@@ -395,11 +455,38 @@ class PartitionProcessor:
             state.totals.count_content(source, "outbound" if content.outbound else "inbound")
 
     @staticmethod
-    def _count_waiting(state: PartitionState, source: SourceKey, delta: int) -> int:
-        counts = state.waiting_by_source
-        n = counts.get(source, 0) + delta
-        if n:
-            counts[source] = n
-        else:
-            counts.pop(source, None)
-        return n
+    def _close_runs(
+        thread_id: str,
+        thread: ThreadState,
+        earliest: float,
+        answered_at: float,
+        runs: list[WaitingRun],
+    ) -> None:
+        """An answer at ``answered_at`` stopped every waiting content up to it, the earliest
+        sent at ``earliest``: close their open runs, and cover ``[earliest, answered_at)``."""
+        open_runs = thread.open_runs
+        n = bisect_right(open_runs, answered_at)
+        closing = open_runs[:n]
+        del open_runs[:n]
+        if not closing or closing[0] != earliest:
+            closing.insert(0, earliest)
+        runs.extend(
+            WaitingRun(
+                thread_id=thread_id,
+                source_id=thread.source_id,
+                source_type=thread.source_type,
+                since=since,
+                until=answered_at,
+            )
+            for since in closing
+        )
+
+
+class _Released:
+    """What one call releases: activities (returned) and waiting runs (the caller's list)."""
+
+    __slots__ = ("activities", "runs")
+
+    def __init__(self, activities: list[AgentActivity], runs: list[WaitingRun]) -> None:
+        self.activities = activities
+        self.runs = runs

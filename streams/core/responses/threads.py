@@ -24,6 +24,9 @@ What it holds, and why:
   intervention id), at most ``MAX_ANSWERED``.
 * the release order key of the last released content, to tell late contents.
 * ``last_event_time`` -- the latest event time seen, for the idle horizon.
+* ``open_runs`` -- event times of the waiting contents whose open ``WaitingRun`` was published
+  (sorted, a subset of ``waiting``; usually none or one), so that the answer that stops them
+  closes exactly those runs (``streams.core.gamification.waiting``).
 
 Pure: no framework imports, no clock.
 """
@@ -87,6 +90,7 @@ class ThreadState(msgspec.Struct, array_like=True):
     released_outbound: bool = False
     released_content_id: str = ""
     last_event_time: float = 0.0
+    open_runs: list[float] = msgspec.field(default_factory=list)
 
     def remember(self, content_id: str) -> bool:
         """Mark ``content_id`` seen; False when it was already (a later event of it)."""

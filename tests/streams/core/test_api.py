@@ -16,6 +16,7 @@ from streams.core.directory import AgentProfile, Directory
 from streams.core.gamification.activity import AgentActivity
 from streams.core.gamification.leaderboard import Standings
 from streams.core.gamification.scoring import ScoringRules
+from streams.core.gamification.waiting import WaitingRun
 from streams.core.responses.channels import ChannelFigures
 from streams.core.responses.totals import Histogram
 from streams.core.views.api import (
@@ -56,7 +57,6 @@ def activity(
         response_seconds=response,
         first_response=response is not None,
         within_sla=None if response is None else response <= 300,
-        cleared_backlog=False,
     )
 
 
@@ -105,6 +105,11 @@ def sample_standings() -> Standings:
     standings = Standings(RULES, "UTC", DIRECTORY)
     for item in SAMPLE:
         standings.add(item)
+    # Customers of both channels have waited all along: no answer cleared a backlog.
+    for source in ("s-chat", "s-mail"):
+        standings.add_waiting_run(
+            WaitingRun(thread_id=f"q-{source}", source_id=source, source_type=None, since=0.0)
+        )
     return standings
 
 

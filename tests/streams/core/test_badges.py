@@ -16,6 +16,7 @@ from streams.core.gamification.badges import (
     streak_badge,
 )
 from streams.core.gamification.scoring import ScoringRules
+from streams.core.gamification.waiting import WaitingRun, WaitingTimeline
 
 
 def longest_run(flags: list[bool]) -> int:
@@ -46,18 +47,31 @@ def test_streak_badges_once_per_threshold_per_day() -> None:
     day = AgentDay()
     for i, ok in enumerate([True, True, False, True, True, True, False, True, True]):
         day.add_answer(float(i), f"c{i}", ok)
-    assert day.badges(rules, first_to_answer=False) == Counter(
+    busy = WaitingTimeline()  # a customer waits all day: no cleared_backlog
+    busy.add(WaitingRun(thread_id="q", source_id=None, source_type=None, since=-1.0))
+    assert day.badges(rules, first_to_answer=False, waiting=busy) == Counter(
         {"sla_streak_2": 1, "sla_streak_3": 1}
     )
 
 
 def test_cleared_backlog_counts_channels_and_first_to_is_a_flag() -> None:
-    rules = ScoringRules(sla_streaks=(5,), first_to_answer=4)
+    rules = ScoringRules(sla_streaks=(9,), first_to_answer=4)
+    waiting = WaitingTimeline()
+    waiting.add(WaitingRun(thread_id="q", source_id="s3", source_type=None, since=0.0))
+    waiting.add(WaitingRun(thread_id="r", source_id="s2", source_type=None, since=0, until=15))
     day = AgentDay()
-    day.cleared_sources.update({"s1", "s2"})
-    day.cleared_sources.add("s1")
-    assert day.badges(rules, first_to_answer=True) == Counter(
+    day.add_answer(10.0, "c1", True, "s1")
+    day.add_answer(11.0, "c2", True, "s1")  # the same channel again: still one
+    day.add_answer(12.0, "c3", True, "s2")  # someone waits in s2 until 15 ...
+    day.add_answer(20.0, "c4", True, "s2")  # ... not any more at 20
+    day.add_answer(30.0, "c5", True, "s3")  # s3 has a customer waiting since 0
+    assert day.badges(rules, first_to_answer=True, waiting=waiting) == Counter(
         {"cleared_backlog": 2, "first_to_4": 1}
+    )
+    # A run that arrives later re-decides: s1 was busy the whole time after all.
+    waiting.add(WaitingRun(thread_id="p", source_id="s1", source_type=None, since=5, until=50))
+    assert day.badges(rules, first_to_answer=False, waiting=waiting) == Counter(
+        {"cleared_backlog": 1}
     )
 
 

@@ -48,3 +48,29 @@ def test_channel_names_come_from_the_sources_key(tmp_path: Path) -> None:
     directory = load_directory(path)
     assert dict(directory.sources) == {"src-wa": "WhatsApp Sales"}
     assert dict(load_directory(None).sources) == {}
+
+
+def test_an_agents_extension_id_names_the_agent_but_is_not_a_second_agent(tmp_path: Path) -> None:
+    path = tmp_path / "agents.json"
+    path.write_text(
+        '{"agents": {"agent-1": {"name": "Ada", "team": "Care", "rc_user_id": "400131234001"},'
+        ' "agent-2": {"name": "Bo"}}}'
+    )
+    directory = load_directory(path)
+    assert dict(directory.aliases) == {"400131234001": "agent-1"}
+    assert directory.name("400131234001") == "Ada" and directory.team("400131234001") == "Care"
+    assert list(directory) == ["agent-1", "agent-2"]
+
+
+@pytest.mark.parametrize(
+    "agents",
+    [
+        '{"a1": {"rc_user_id": "x"}, "a2": {"rc_user_id": "x"}}',  # two agents, one extension
+        '{"a1": {"rc_user_id": "a2"}, "a2": {}}',  # an extension id that is an agent id
+    ],
+)
+def test_an_extension_id_names_one_agent_only(tmp_path: Path, agents: str) -> None:
+    path = tmp_path / "agents.json"
+    path.write_text(f'{{"agents": {agents}}}')
+    with pytest.raises(DirectoryError, match="names another agent too"):
+        load_directory(path)

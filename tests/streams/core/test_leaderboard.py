@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from datetime import datetime
 from types import MappingProxyType
@@ -17,7 +18,9 @@ from streams.core.directory import AgentProfile, Directory
 from streams.core.gamification.activity import AgentActivity
 from streams.core.gamification.leaderboard import WINDOWS, Standings
 from streams.core.gamification.scoring import ScoringRules
+from streams.core.gamification.waiting import WaitingRun
 from tests.references.leaderboard import (
+    Wait,
     reference_badges,
     reference_leaderboard,
     unique,
@@ -55,7 +58,6 @@ def act(
     source: str | None = "s1",
     first: bool = False,
     sla: bool | None = None,
-    cleared: bool = False,
 ) -> AgentActivity:
     return AgentActivity(
         agent_id=agent,
@@ -67,8 +69,24 @@ def act(
         response_seconds=response,
         first_response=first,
         within_sla=(response is not None and response <= 300) if sla is None else sla,
-        cleared_backlog=cleared,
     )
+
+
+def waiting_runs(
+    waits: list[tuple[str | None, float, float | None]], rng: random.Random
+) -> tuple[list[WaitingRun], list[Wait]]:
+    """Records of these waits as a partition publishes them (a closed run's open record
+    too, sometimes, and a few redelivered), shuffled; and the waits for the reference."""
+    records: list[WaitingRun] = []
+    for i, (source, since, until) in enumerate(waits):
+        closed = WaitingRun(thread_id=f"w{i}", source_id=source, source_type=None, since=since,
+                            until=until)  # fmt: skip
+        records.append(closed)
+        if until is not None and rng.random() < 0.5:
+            records.append(msgspec.structs.replace(closed, until=None))
+    records += rng.sample(records, k=len(records) // 4)
+    rng.shuffle(records)
+    return records, [(s, a, math.inf if b is None else b) for s, a, b in waits]
 
 
 def as_rows(standings: Standings, window: Any, now: float, **kw: Any) -> list[dict[str, Any]]:
@@ -81,15 +99,20 @@ def as_rows(standings: Standings, window: Any, now: float, **kw: Any) -> list[di
 
 
 def assert_matches_reference(
-    standings: Standings, activities: list[AgentActivity], now: float, zone: str
+    standings: Standings,
+    activities: list[AgentActivity],
+    now: float,
+    zone: str,
+    waits: list[Wait] | None = None,
 ) -> None:
     for window in WINDOWS:
         for source in (None, "s0", "s2", "nowhere"):
             for team in (None, "red", "blue"):
                 got = as_rows(standings, window, now, source=source, team=team)
                 want = reference_leaderboard(
-                    activities, RULES, now, zone, window, source=source, team=team, teams=TEAMS
-                )
+                    activities, RULES, now, zone, window, source=source, team=team,
+                    teams=TEAMS, waits=waits or [],
+                )  # fmt: skip
                 assert got == want, (window, source, team)
 
 
@@ -114,18 +137,27 @@ activity_params = st.tuples(
     st.one_of(st.none(), st.integers(0, 900), st.floats(0, 900, allow_nan=False)),
     st.booleans(),
     st.booleans(),
-    st.booleans(),
+)
+# Customers waiting: channel, since (offset from now, s), how long (None: still waiting).
+wait_params = st.tuples(
+    st.sampled_from(["s0", "s1", "s2", None]),
+    st.integers(-9 * 86400, 2 * 3600),
+    st.one_of(st.none(), st.integers(0, 4 * 3600), st.sampled_from([0, 1])),
 )
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     params=st.lists(activity_params, max_size=60),
+    wait_offsets=st.lists(wait_params, max_size=12),
     now_at=st.sampled_from(NOWS),
     duplicate_seed=st.integers(0, 10**6),
 )
 def test_standings_equal_reference(
-    params: list[tuple[Any, ...]], now_at: tuple[str, str], duplicate_seed: int
+    params: list[tuple[Any, ...]],
+    wait_offsets: list[tuple[Any, ...]],
+    now_at: tuple[str, str],
+    duplicate_seed: int,
 ) -> None:
     zone = now_at[1]
     now = local(*now_at)
@@ -138,20 +170,27 @@ def test_standings_equal_reference(
             source=source,
             first=first,
             sla=sla,
-            cleared=cleared,
         )
-        for i, (agent, source, offset, response, first, sla, cleared) in enumerate(params)
+        for i, (agent, source, offset, response, first, sla) in enumerate(params)
     ]
     rng = random.Random(duplicate_seed)
     delivered = activities + rng.sample(activities, k=len(activities) // 3)
     rng.shuffle(delivered)
+    runs, waits = waiting_runs(
+        [(s, now + a, None if d is None else now + a + d) for s, a, d in wait_offsets], rng
+    )
     standings = Standings(RULES, zone, DIRECTORY)
-    added = [standings.add(a) for a in delivered]
-    assert sum(added) == len(unique(delivered))
-    assert_matches_reference(standings, delivered, now, zone)
+    records: list[AgentActivity | WaitingRun] = [*delivered, *runs]
+    rng.shuffle(records)
+    added = [
+        standings.add_waiting_run(r) if isinstance(r, WaitingRun) else standings.add(r)
+        for r in records
+    ]
+    assert sum(added) >= len(unique(delivered))
+    assert_matches_reference(standings, delivered, now, zone, waits)
     # Pruning keeps every window's answer at `now`.
     standings.prune(now)
-    assert_matches_reference(standings, delivered, now, zone)
+    assert_matches_reference(standings, delivered, now, zone, waits)
     # ... and duplicates delivered after the prune (within retained days) are still dropped.
     retained = window_dates("week", now, ZoneInfo(zone))
     assert retained is not None
@@ -159,7 +198,7 @@ def test_standings_equal_reference(
         day = datetime.fromtimestamp(activity.event_time, ZoneInfo(zone)).date()
         if day in retained:
             assert standings.add(activity) is False
-    assert_matches_reference(standings, delivered, now, zone)
+    assert_matches_reference(standings, delivered, now, zone, waits)
 
 
 @pytest.mark.parametrize("seed", range(12))
@@ -187,17 +226,29 @@ def test_larger_random_days_equal_reference(seed: int) -> None:
                 source=rng.choice(["s0", "s1", "s2"]),
                 first=rng.random() < 0.3,
                 sla=None if rng.random() < 0.9 else False,
-                cleared=rng.random() < 0.05,
             )
         )
+    runs, waits = waiting_runs(
+        [
+            (
+                rng.choice(["s0", "s1", "s2"]),
+                since := now - rng.uniform(0, 10 * 86400),
+                None if rng.random() < 0.05 else since + rng.uniform(0, 6 * 3600),
+            )
+            for _ in range(30)
+        ],
+        rng,
+    )
     standings = Standings(RULES, zone, DIRECTORY)
     for activity in activities + activities[:50]:
         standings.add(activity)
-    assert_matches_reference(standings, activities, now, zone)
+    for r in runs:
+        standings.add_waiting_run(r)
+    assert_matches_reference(standings, activities, now, zone, waits)
     # Standing still and pruning an hour later: the windows at the new now still agree.
     later = now + 3600
     standings.prune(later)
-    assert_matches_reference(standings, activities, later, zone)
+    assert_matches_reference(standings, activities, later, zone, waits)
 
 
 def test_agent_summary_matches_leaderboards() -> None:
@@ -292,9 +343,14 @@ def test_badges_once_per_day_and_out_of_order_streaks() -> None:
     standings = Standings(RULES)
     # a0 answers 4 in SLA at 09:00..09:03 but the third arrives last; 5th is outside SLA.
     times = [now - 9 * 3600 + 60 * i for i in range(5)]
-    standings.add(act("a0", "x0", times[0], 10.0, cleared=True, source="s1"))
-    standings.add(act("a0", "x1", times[1], 10.0, cleared=True, source="s1"))
-    standings.add(act("a0", "x3", times[3], 10.0, cleared=True, source="s0"))
+    standings.add(act("a0", "x0", times[0], 10.0, source="s1"))
+    standings.add(act("a0", "x1", times[1], 10.0, source="s1"))
+    standings.add(act("a0", "x3", times[3], 10.0, source="s0"))
+    # A customer of s2 waits all day: no answer there clears it (none of a0's is in s2).
+    standings.add_waiting_run(
+        WaitingRun(thread_id="q", source_id="s2", source_type=None, since=now - 86400)
+    )
+    standings.add(act("a0", "x5", times[4] + 60, None, source="s2"))  # proactive: never
     standings.add(act("a0", "x4", times[4], 500.0))
     badges = {b.badge: b.count for b in standings.leaderboard("today", now)[0].badges}
     assert badges == {"sla_streak_2": 1, "cleared_backlog": 2, "first_to_3": 1}
@@ -319,7 +375,7 @@ def test_badges_of_pruned_days_stay_in_all() -> None:
     zone = "Europe/Paris"
     monday = local("2024-04-01T10:00", zone)
     standings = Standings(RULES, zone)
-    activities = [act("a0", f"w{i}", monday + 60 * i, 10.0, cleared=True) for i in range(4)]
+    activities = [act("a0", f"w{i}", monday + 60 * i, 10.0) for i in range(4)]
     for activity in activities:
         standings.add(activity)
     two_weeks_later = monday + 14 * 86400

@@ -41,7 +41,6 @@ def act(
         response_seconds=response,
         first_response=first,
         within_sla=sla,
-        cleared_backlog=False,
     )
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from engage_streams.record import ContentEvent, encode_event
 from streams.core.gamification.activity import AgentActivity
+from streams.core.gamification.waiting import WaitingRun
 from streams.core.responses.partition import (
     PartitionProcessor,
     PartitionState,
@@ -81,18 +82,21 @@ class Run:
         self.state = PartitionState()
         self.store = MemoryThreadStore()
         self.activities: list[AgentActivity] = []
+        self.runs: list[WaitingRun] = []
         self.offset = 0
 
     def feed(self, *events: ContentEvent) -> Run:
         for event in events:
             self.activities += self.processor.apply(
-                self.state, self.store, self.offset, encode_event(event)
+                self.state, self.store, self.offset, encode_event(event), runs=self.runs
             )
             self.offset += 1
         return self
 
     def flush(self) -> Run:
-        self.activities += self.processor.release_until(self.state, self.store, math.inf)
+        self.activities += self.processor.release_until(
+            self.state, self.store, math.inf, runs=self.runs
+        )
         return self
 
     @property
@@ -124,7 +128,7 @@ def test_agent_content_with_nothing_waiting_is_proactive() -> None:
     run = Run().feed(out(0), ev(10)).flush()
     (activity,) = run.activities
     assert activity.response_seconds is None and activity.within_sla is None
-    assert not activity.first_response and not activity.cleared_backlog
+    assert not activity.first_response
     assert run.totals.agent_replies == {"ag-1": 1}
     assert run.totals.response == {} and run.totals.sla == {}
     assert backlog(run.state, T0 + 1000) == {WA: (1, 990.0)}
@@ -223,9 +227,15 @@ def test_late_content_counts_but_never_retracts() -> None:
     # Nothing can restore c2's order any more: it is released (waiting) at once. The other
     # thread's question (still in its reorder buffer) waits too: the backlog is live.
     assert backlog(run.state, T0 + 202) == {WA: (2, 152.0)}
-    assert run.state.waiting_by_source == {WA: 1}  # released: c2 only
+    assert {t: w.count for t, w in run.state.waiting.items()} == {"T1": 1}  # released: c2 only
     run.feed(out(300, recv=301, content="a2")).flush()
     assert run.responses() == [100.0, 250.0]  # c2 waited for the next answer, a2
+    # ... and so its waiting run says (the other thread's question is still waiting).
+    got = [(r.thread_id, r.since - T0, None if r.until is None else r.until - T0) for r in run.runs]
+    assert got == [
+        ("T1", 0.0, None), ("T1", 0.0, 100.0), ("T1", 50.0, None), ("other", 150.0, None),
+        ("T1", 50.0, 300.0),
+    ]  # fmt: skip
     assert run.totals.late == {"wa-1": 1}
     assert run.totals.contents[("wa-1", "whatsapp", "inbound")] == 3
 
@@ -249,12 +259,18 @@ def test_backlog_per_source_counts_waiting_contents_and_oldest_age() -> None:
     assert backlog(run.state, T0 + 100) == {WA: (3, 100.0), MAIL: (1, 60.0)}
 
 
-def test_cleared_backlog_when_the_last_waiting_content_of_the_source_is_answered() -> None:
+def test_waiting_runs_cover_each_threads_waiting_customers() -> None:
     run = Run().feed(
         ev(0, thread="a"), ev(1, thread="b"), ev(2, thread="m", source=MAIL),
         out(10, thread="a"), out(11, thread="b"), out(12, thread="b"),
     ).flush()  # fmt: skip
-    assert [a.cleared_backlog for a in run.activities] == [False, True, False]
+    # Each customer content is released (and opens its thread's run) before the answer comes
+    # out of the reorder buffer, which closes it; nobody answers "m".
+    got = [(r.thread_id, r.since - T0, None if r.until is None else r.until - T0) for r in run.runs]
+    assert got == [
+        ("a", 0.0, None), ("b", 1.0, None), ("m", 2.0, None), ("a", 0.0, 10.0), ("b", 1.0, 11.0),
+    ]  # fmt: skip
+    assert all(r.source_id == ("mb-1" if r.thread_id == "m" else "wa-1") for r in run.runs)
 
 
 def test_source_comes_from_the_first_event_that_has_one() -> None:
@@ -271,7 +287,6 @@ def test_expire_idle_drops_idle_threads_and_their_backlog() -> None:
     assert run.processor.expire_idle(run.state, run.store, ["old", "recent", "gone"], now) == 1
     assert set(run.store.data) == {"recent"}
     assert backlog(run.state, now) == {WA: (1, now - (T0 + 5000))}
-    assert run.state.waiting_by_source == {WA: 1}
 
 
 def test_thread_state_round_trips_and_stays_small() -> None:

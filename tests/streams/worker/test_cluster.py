@@ -47,7 +47,12 @@ def test_a_fresh_cluster_lists_its_channels_without_a_restart(
     worker.start()
     try:
         # The worker creates every topic itself; nothing existed before it started.
-        for topic in (settings.topic, settings.summary_topic, settings.activity_topic):
+        for topic in (
+            settings.topic,
+            settings.summary_topic,
+            settings.activity_topic,
+            settings.waiting_topic,
+        ):
             asyncio.run(end_offsets(settings.kafka_bootstrap_servers, topic, timeout=120))
         wait_for(lambda: worker.scrape() is not None, 120, "the worker's /metrics", worker.log_tail)
         events = generate(ScenarioConfig(seed=5, threads=60, agents=4))
@@ -80,6 +85,7 @@ async def test_the_replica_finds_a_topic_created_after_it_started(
         bootstrap_servers=kafka_broker.bootstrap_servers,
         activity_topic=activity,
         summary_topic=summaries,
+        waiting_topic=kafka_settings.waiting_topic,
         standings=Standings(ScoringRules(), "UTC"),
     )
     await replica.start()

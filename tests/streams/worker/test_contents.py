@@ -70,6 +70,7 @@ async def test_a_flush_whose_producer_the_broker_lost_track_of_lands_with_a_new_
         processor=PartitionProcessor(SlaPolicy(), 0.0, 3600.0),
         topic=topic,
         activity_topic=topic,
+        waiting_topic=topic,
         partitions=1,
         producer_factory=lambda: AIOKafkaProducer(
             bootstrap_servers=bootstrap, acks="all", enable_idempotence=True

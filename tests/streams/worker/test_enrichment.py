@@ -127,6 +127,28 @@ def test_platform_identities_name_agents_by_extension_id() -> None:
     }
 
 
+def test_an_identity_of_a_known_agent_is_not_a_second_agent() -> None:
+    """Platform identities name agents by extension id; where the config file (or GET /users)
+    already knows that extension id as an agent's, no second profile is made."""
+    profiles = {"agent-1": AgentProfile(name="Ada", team="Care")}
+    aliases = {"400131234001": "agent-1"}  # the config file's rc_user_id
+    identities = [
+        {"id": "i1", "displayName": "Ada L.", "userIds": ["400131234001"]},
+        {"id": "i2", "displayName": "Bo", "userIds": ["400131234002"]},
+    ]
+    reference = EngageReference(
+        agents=identity_profiles(identities),
+        sources={},
+        aliases={"400131234001": "someone-else"},  # the file wins
+    )
+    merge_reference(profiles, {}, reference, frozenset({"agent-1"}), aliases)
+    assert profiles == {
+        "agent-1": AgentProfile(name="Ada", team="Care"),
+        "400131234002": AgentProfile(name="Bo"),  # an agent only the platform knows
+    }
+    assert aliases == {"400131234001": "agent-1"}
+
+
 def test_one_agent_answering_through_both_webhooks_is_one_leaderboard_row() -> None:
     """A classic reply (creator_id = Engage user id) and a platform reply (creatorId =
     extension id) by Ada: one agent id in the records, one row, with her name."""

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import inspect
 from pathlib import Path
-from typing import NamedTuple
+from types import SimpleNamespace
+from typing import Any, NamedTuple
 
 import faust
 import rocksdict
@@ -16,6 +17,7 @@ from faust.stores import memory, rocksdb
 from faust.tables import recovery
 from faust.transport import consumer as base_consumer
 from faust.transport.drivers import aiokafka as aiokafka_driver
+from faust.types import TP
 
 from streams.worker.faust_batch import (
     BatchApp,
@@ -155,3 +157,18 @@ def test_recovery_progress_ratio() -> None:
     assert RecoveryProgress(0, 0, partitions=0).ratio == 0.0  # nothing known yet
     assert RecoveryProgress(0, 0, partitions=4).ratio == 1.0  # nothing to restore
     assert RecoveryProgress(250, 1000, partitions=4).ratio == 0.25
+
+
+def test_faust_stream_checks_leave_batch_topics_out() -> None:
+    """Faust checks that each assigned partition's *stream* moves; batch topics have none, so
+    it logged "Stream has not started processing" (ERROR) for them every few minutes."""
+    assert "verify_event_path" in inspect.getsource(
+        base_consumer.Consumer.verify_all_partitions_active
+    )
+    consumer: Any = BatchConsumer.__new__(BatchConsumer)
+    checked: list[TP] = []
+    consumer.app = SimpleNamespace(batch_handlers={"engage.contents": object()})
+    consumer._thread = SimpleNamespace(verify_event_path=lambda now, tp: checked.append(tp))
+    consumer.verify_event_path(0.0, TP("engage.contents", 0))
+    consumer.verify_event_path(0.0, TP("engage-streams-threads-changelog", 0))
+    assert checked == [TP("engage-streams-threads-changelog", 0)]

@@ -21,6 +21,7 @@ from streams.core.directory import AgentProfile, Directory
 from streams.core.gamification.activity import AgentActivity
 from streams.core.gamification.leaderboard import Standings
 from streams.core.gamification.scoring import ScoringRules
+from streams.core.gamification.waiting import WaitingRun
 from streams.core.views.api import ChannelSummary
 from tests.plugins.api_server import Served, build_app, serve
 from tests.plugins.browser import MISSING, available, chromium
@@ -63,7 +64,6 @@ def answer(
         response_seconds=response,
         first_response=kw.get("first", False),
         within_sla=None if response is None else response <= 300,
-        cleared_backlog=kw.get("cleared", False),
     )
 
 
@@ -122,7 +122,18 @@ def test_wallboard_shows_the_api_leaders_and_follows_changes(browser: Any, tmp_p
     standings = Standings(ScoringRules(sla_streaks=(3,), first_to_answer=3), "UTC", DIRECTORY)
     for i in range(4):
         standings.add(answer("agent-ada", f"ada{i}", 300 + i * 60, 65.0, first=i == 0))
-    standings.add(answer("agent-grace", "grace0", 200, 30.0, cleared=True))
+    standings.add(answer("agent-grace", "grace0", 200, 30.0))
+    # Chat customers wait all along, except around Grace's answer: only she cleared it.
+    for thread, since, until in (("q1", NOW - 20000, NOW - 201), ("q2", NOW - 199, None)):
+        standings.add_waiting_run(
+            WaitingRun(
+                thread_id=thread,
+                source_id="chat",
+                source_type="messaging",
+                since=since,
+                until=until,
+            )
+        )
     standings.add(answer("agent-grace", "grace1", 100, None))
     standings.add(answer("agent-alan", "alan0", 50, 4000.0))
     channels = [channel("chat", "Web chat", 3, 125.0), channel("mail", None, 0, None)]
@@ -142,6 +153,7 @@ def test_wallboard_shows_the_api_leaders_and_follows_changes(browser: Any, tmp_p
         assert rows[0]["median"] == "1m 05s" and rows[2]["median"] == "1h 06m"
         assert "Streak 3" in rows[0]["badges"] and "First to 3" in rows[0]["badges"]
         assert "Cleared backlog" in rows[1]["badges"]
+        assert "Cleared backlog" not in rows[0]["badges"] + rows[2]["badges"]
         chat = browser.find_element(By.CSS_SELECTOR, "li[data-source-id=chat]")
         assert chat.find_element(By.CSS_SELECTOR, "[data-field=backlog]").text == "3"
         assert chat.find_element(By.CSS_SELECTOR, "[data-field=oldest]").text == "oldest 2m 05s"

@@ -155,6 +155,7 @@ def stream_settings(kafka_settings: Settings, kafka_broker: object) -> Settings:
         topic_partitions=PARTITIONS,
         activity_topic=f"engage.agent-activity.{suffix}",
         summary_topic=f"engage.partition-summaries.{suffix}",
+        waiting_topic=f"engage.waiting-runs.{suffix}",
         reorder_window_seconds=WINDOW,
         store="rocksdb://",
     )
