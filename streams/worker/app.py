@@ -12,7 +12,9 @@ Nothing happens at import. What each part does:
 - ``ClusterReplica`` (``streams.worker.cluster``) reads the agent activity, waiting runs and
   partition summaries of the whole cluster, for the leaderboard API, the wallboard and
   ``/channels``.
-- ``WorkerWeb`` (``streams.worker.web``) serves the API, the wallboard and ``/metrics``.
+- ``WorkerWeb`` (``streams.worker.web``) serves the API, the wallboard and ``/metrics``, from
+  the start: during a recovery ``/readyz`` says ``recovering`` with its progress
+  (``RecoveryReport``), and the changelog is restored in bulk (``BatchApp.restore_in_bulk``).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from streams.core.responses.sla import SlaPolicy
 from streams.worker.cluster import ClusterReplica
 from streams.worker.contents import ContentsPipeline
 from streams.worker.enrichment import fetch_platform_names, fetch_reference, merge_reference
-from streams.worker.faust_batch import BatchApp
+from streams.worker.faust_batch import BatchApp, RecoveryProgress, RecoveryWatch
 from streams.worker.health import WorkerHealth
 from streams.worker.web import WorkerWeb
 
@@ -48,9 +50,58 @@ log = logging.getLogger(__name__)
 #: Largest changelog record: a partition record carries up to ``max_dirty_threads`` states.
 MAX_RECORD_BYTES = 16 * 1024 * 1024
 
+#: The ``threads`` changelog: compacted (one record per thread and partition record survives),
+#: in segments small enough to be closed and cleaned while the worker runs -- Kafka never
+#: compacts the active segment, and with its 1 GiB default a partition's whole changelog
+#: stayed in it, so a cold recovery read every state ever flushed.
+CHANGELOG_TOPIC_CONFIG = {
+    "max.message.bytes": str(MAX_RECORD_BYTES),
+    "segment.bytes": str(64 * 1024 * 1024),
+    "segment.ms": str(3600 * 1000),
+    "min.cleanable.dirty.ratio": "0.2",
+}
+
+#: RocksDB per partition of the ``threads`` table. Faust's defaults (a 2 GiB block cache and
+#: 3 x 64 MiB memtables per partition database) let a worker of 4 partitions grow past 2 GB;
+#: the hot thread states live in ``ThreadCache`` anyway.
+ROCKSDB_OPTIONS = {
+    "driver": "rocksdict",
+    "block_cache_size": 32 * 1024 * 1024,
+    "write_buffer_size": 16 * 1024 * 1024,
+    "max_write_buffer_number": 2,
+}
+
+#: How often ``/readyz`` and the recovery metrics are brought up to date during a recovery.
+RECOVERY_REPORT_SECONDS = 0.25
+
 
 def _broker_urls(bootstrap: str) -> list[str]:
     return [f"kafka://{server.strip()}" for server in bootstrap.split(",") if server.strip()]
+
+
+class RecoveryReport(mode.Service):
+    """Says on ``/readyz`` and in the metrics whether, and how far, the table is recovering."""
+
+    def __init__(self, watch: RecoveryWatch, health: WorkerHealth, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.watch = watch
+        self.health = health
+
+    @mode.Service.timer(RECOVERY_REPORT_SECONDS)
+    async def _report(self) -> None:
+        report_recovery(self.watch.observe(), self.health)
+
+
+def report_recovery(progress: RecoveryProgress | None, health: WorkerHealth) -> None:
+    if progress is None:
+        health.ready_again("recovering")
+        return
+    health.not_ready(
+        "recovering",
+        f"threads table: {progress.restored} of {progress.to_restore} changelog records "
+        f"restored ({progress.partitions} partitions)",
+    )
+    health.recovery_progress = progress.ratio
 
 
 def build_app(settings: Settings) -> BatchApp:
@@ -83,7 +134,7 @@ def build_app(settings: Settings) -> BatchApp:
         broker_rebalance_timeout=30.0,
         stream_wait_empty=False,
         # Whole batches go to the pipeline: fetch big ones.
-        broker_max_poll_records=10_000,
+        broker_max_poll_records=settings.worker_max_poll_records,
         consumer_max_fetch_size=4 * 1024 * 1024,
     )
 
@@ -101,11 +152,13 @@ def build_app(settings: Settings) -> BatchApp:
         # bytes in and out: the changelog's records are read back raw during recovery too.
         key_type=bytes,
         value_type=bytes,
-        extra_topic_configs={"max.message.bytes": str(MAX_RECORD_BYTES)},
+        extra_topic_configs=CHANGELOG_TOPIC_CONFIG,
         # streams.worker.thread_store reads and writes the rocksdict databases directly.
-        options={"driver": "rocksdict"} if settings.store.startswith("rocksdb") else None,
+        options=dict(ROCKSDB_OPTIONS) if settings.store.startswith("rocksdb") else None,
         help="Per-thread state and each partition's durable totals (see streams.worker.durable).",
     )
+    # Recovery writes the changelog to RocksDB a fetched batch at a time (not event by event).
+    app.restore_in_bulk(threads)
 
     @app.agent(contents_topic, name="contents")
     async def contents(stream: Any) -> None:
@@ -172,7 +225,9 @@ def build_app(settings: Settings) -> BatchApp:
         contents_topic=settings.topic,
         health=health,
     )
+    # Started before the table is recovered (BatchApp), with the recovery report beside it.
     app.web_server(web)
+    web.add_dependency(RecoveryReport(app.recovery_watch, health))
 
     def _owned_partitions(assigned: Any) -> set[int]:
         return {tp.partition for tp in assigned if tp.topic == settings.topic}

@@ -18,6 +18,15 @@ fetched it, so this module -- and only this module -- reaches into Faust interna
   commit error, and a commit waiting for a broker that is down occupies one of the two
   workers of that thread's method queue -- two of them and ``getmany`` never runs again
   (the worker goes deaf after a broker restart).
+- ``BatchApp.restore_in_bulk(table)``: during recovery (and for standby partitions) the
+  table's changelog records are written to its store a fetched batch at a time, one RocksDB
+  ``WriteBatch`` each (raw bytes, as Faust's own ``apply_changelog_batch`` writes them),
+  instead of going one by one through Faust's event path; Faust's recovery is told the new
+  offsets and, at the highwater, that it is done.
+- ``BatchApp`` starts its registered web server (``app.web_server``) before the tables are
+  recovered, so ``/healthz`` answers during a long recovery (Faust starts it after).
+- ``RecoveryWatch`` reads how far the current recovery is (highwaters and offsets of
+  ``app.tables.recovery``), for ``/readyz`` and ``engage_worker_recovery_progress_ratio``.
 
 Faust still subscribes to the batch topic (an agent is declared on it), assigns its
 partitions, co-partitions tables with it, recovers their changelogs and seeks to the
@@ -34,6 +43,7 @@ import logging
 import shutil
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +72,8 @@ class BatchConsumer(aiokafka_driver.Consumer):
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Any]]:  # noqa: ASYNC109
         handlers: Mapping[str, BatchHandler] = getattr(self.app, "batch_handlers", {})
-        if not handlers:
+        restorers: Mapping[str, ChangelogRestorer] = getattr(self.app, "bulk_restorers", {})
+        if not handlers and not restorers:
             async for item in super().getmany(timeout):
                 yield item
             return
@@ -82,8 +93,9 @@ class BatchConsumer(aiokafka_driver.Consumer):
         generation_id = self.app.consumer_generation_id
         others: dict[TP, Any] = {}
         for tp, batch in records.items():
+            restorer = restorers.get(tp.topic)
             handler = handlers.get(tp.topic)
-            if handler is None:
+            if restorer is None and handler is None:
                 others[tp] = batch
                 continue
             if active_partitions is not None and tp not in active_partitions:
@@ -91,7 +103,10 @@ class BatchConsumer(aiokafka_driver.Consumer):
             if not self.flow_active or self.app.consumer_generation_id != generation_id:
                 # Rebalanced while we were busy: these records go back to their new owner.
                 return
-            await handler(tp.partition, batch)
+            if restorer is not None:
+                restorer.restore(tp, batch)
+            elif handler is not None:
+                await handler(tp.partition, batch)
         if not others or not self.flow_active:
             return
         to_message = self._to_message
@@ -107,16 +122,157 @@ class BatchConsumer(aiokafka_driver.Consumer):
         return super().verify_event_path(now, tp)
 
 
+class ChangelogRestorer:
+    """Writes a table's changelog records into its store a fetched batch at a time.
+
+    Does what Faust's ``Recovery._slurp_changelogs`` + ``Store.apply_changelog_batch`` do per
+    event: skip offsets already applied, write key/value (``None`` = delete) and the store's
+    persisted changelog offset -- here in one RocksDB ``WriteBatch`` per fetched batch, so a
+    crash in the middle resumes after the last batch written -- and advance the recovery's
+    offsets; when the active partitions reach their highwater, end the recovery as Faust
+    does (``_maybe_signal_recovery_end``).
+    """
+
+    def __init__(self, app: faust.App, table: Any) -> None:
+        self.app = app
+        self.table = table
+        self.records_restored = 0
+
+    def restore(self, tp: TP, records: Sequence[Any]) -> None:
+        recovery: Any = getattr(self.app.tables, "recovery")  # noqa: B009 -- not on TableManagerT
+        if tp in recovery.active_tps:
+            offsets = recovery.active_offsets
+            received_at = recovery._active_events_received_at
+        elif tp in recovery.standby_tps:
+            offsets = recovery.standby_offsets
+            received_at = recovery._standby_events_received_at
+        else:
+            return  # not ours (any more): Faust would only warn about it
+        seen = offsets.get(tp)
+        fresh = [r for r in records if seen is None or r.offset > seen]
+        if not fresh:
+            return
+        watch: RecoveryWatch | None = getattr(self.app, "recovery_watch", None)
+        if watch is not None:
+            watch.observe()  # the progress baseline, before these records count as restored
+        last = fresh[-1].offset
+        write_changelog_batch(self.table.data, tp.partition, fresh, last)
+        offsets[tp] = last
+        now = time.monotonic()
+        received_at[tp] = now
+        recovery._last_flush_at = now
+        self.records_restored += len(fresh)
+        if recovery.in_recovery and not recovery.need_recovery():
+            recovery.flush_buffers()
+            recovery._set_recovery_ended()
+            recovery.signal_recovery_end.set()
+
+
+def write_changelog_batch(store: Any, partition: int, records: Sequence[Any], last: int) -> None:
+    """Write changelog records (raw key/value, ``None`` = delete) up to offset ``last``."""
+    if hasattr(store, "_db_for_partition"):
+        import rocksdict
+
+        batch = rocksdict.WriteBatch(raw_mode=True)
+        for record in records:
+            if record.value is None:
+                batch.delete(record.key)
+            else:
+                batch.put(record.key, record.value)
+        batch.put(store.offset_key, str(last).encode())
+        store._db_for_partition(partition).write(batch)
+        return
+    data = store.data  # memory store: one dict; it has no persisted offset
+    for record in records:
+        if record.value is None:
+            data.pop(record.key, None)
+        else:
+            data[record.key] = record.value
+
+
+@dataclass(frozen=True)
+class RecoveryProgress:
+    """How far the current recovery of the app's tables is (active partitions only)."""
+
+    restored: int
+    to_restore: int
+    partitions: int
+
+    @property
+    def ratio(self) -> float:
+        if self.partitions == 0:
+            return 0.0  # the highwaters are not known yet
+        return 1.0 if self.to_restore <= 0 else min(1.0, self.restored / self.to_restore)
+
+
+class RecoveryWatch:
+    """Reads Faust's recovery (highwaters, offsets) as records restored / records to restore.
+
+    The records to restore of a partition are counted from the first time this watch sees it
+    in a recovery (``observe`` is called before each restored batch and by a timer).
+    """
+
+    def __init__(self, app: faust.App) -> None:
+        self.app = app
+        self._started_at: float | None = None
+        self._baseline: dict[TP, int] = {}
+
+    def observe(self) -> RecoveryProgress | None:
+        """The progress of the recovery under way, or None when none is."""
+        recovery: Any = getattr(self.app.tables, "recovery")  # noqa: B009 -- not on TableManagerT
+        if not recovery.in_recovery:
+            self._started_at = None
+            self._baseline = {}
+            return None
+        started_at = recovery._recovery_started_at
+        if started_at != self._started_at:
+            self._started_at = started_at
+            self._baseline = {}
+        remaining = {
+            tp: max(0, int(n))
+            for tp, n in recovery.active_remaining().items()
+            if tp in recovery.active_tps
+        }
+        baseline = self._baseline
+        for tp, n in remaining.items():
+            baseline.setdefault(tp, n)
+        to_restore = sum(baseline.get(tp, 0) for tp in remaining)
+        restored = sum(max(0, baseline[tp] - n) for tp, n in remaining.items())
+        return RecoveryProgress(restored, to_restore, len(remaining))
+
+
 class BatchTransport(aiokafka_driver.Transport):
     Consumer = BatchConsumer
 
 
 class BatchApp(faust.App):
-    """A Faust app whose consumer hands batch topics to ``batch_handlers[topic]``."""
+    """A Faust app whose consumer hands batch topics to ``batch_handlers[topic]``, restores
+    the tables given to ``restore_in_bulk`` a batch at a time, and starts its web server
+    before recovery."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.batch_handlers: dict[str, BatchHandler] = {}
+        self.bulk_restorers: dict[str, ChangelogRestorer] = {}
+        self.recovery_watch = RecoveryWatch(self)
+
+    def restore_in_bulk(self, table: Any) -> ChangelogRestorer:
+        """Restore ``table`` (raw bytes keys and values) from its changelog in bulk."""
+        restorer = ChangelogRestorer(self, table)
+        self.bulk_restorers[table.changelog_topic.get_topic_name()] = restorer
+        return restorer
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        # Faust starts the web server once the tables are recovered (on_started): a worker
+        # restoring a large changelog would answer nothing, not even its liveness probe.
+        service = self._web_server_service
+        if (
+            service is not None
+            and self._web_server_service_instance is None
+            and self.boot_strategy._should_enable_web()
+        ):
+            self._web_server_service_instance = await self.on_init_extra_service(service)
 
     def _new_transport(self) -> Any:
         return BatchTransport(self.conf.broker_consumer, self)

@@ -2,9 +2,11 @@
 
 A thin aiohttp adapter: each route parses nothing itself and calls the framework-free
 handlers of ``streams.core.views.api`` with the cluster-wide view (``ClusterReplica``), then writes
-their ``(status, body)``. Started by Faust after table recovery (``app.web_server``). Who may
-call it, with which method and from which origin: ``streams.worker.access`` (read-only, optional
-bearer token ``WORKER_API_TOKEN``, CORS only for ``WORKER_CORS_ORIGIN``).
+their ``(status, body)``. Started before the tables are recovered (``BatchApp``), so
+``/healthz``, ``/readyz`` (``recovering``, with progress) and ``/metrics`` answer during a
+recovery; the partitions not loaded yet simply have no series. Who may call it, with which
+method and from which origin: ``streams.worker.access`` (read-only, optional bearer token
+``WORKER_API_TOKEN``, CORS only for ``WORKER_CORS_ORIGIN``).
 """
 
 from __future__ import annotations

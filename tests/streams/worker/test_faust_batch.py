@@ -7,16 +7,25 @@ anything subtler breaks. (The batch path itself runs in the worker integration t
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, NamedTuple
 
 import faust
+import rocksdict
 from faust.stores import memory, rocksdb
+from faust.tables import recovery
 from faust.transport import consumer as base_consumer
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP
 
-from streams.worker.faust_batch import BatchApp, BatchConsumer, BatchTransport
+from streams.worker.faust_batch import (
+    BatchApp,
+    BatchConsumer,
+    BatchTransport,
+    RecoveryProgress,
+    write_changelog_batch,
+)
 
 
 def test_pinned_faust_version() -> None:
@@ -56,6 +65,98 @@ def test_store_internals_we_use_exist() -> None:
     # persisted_offset() reads what RocksPartition.set_changelog_offset writes.
     assert "self.offset_key" in inspect.getsource(rocksdb.Store.persisted_offset)
     assert "self.data" in inspect.getsource(memory.Store.__post_init__)
+
+
+def test_recovery_internals_the_bulk_restore_uses_exist() -> None:
+    # ChangelogRestorer advances these offsets and ends the recovery as Faust does.
+    source = inspect.getsource(recovery.Recovery.__init__)
+    for name in (
+        "self.active_tps",
+        "self.standby_tps",
+        "self.active_offsets",
+        "self.standby_offsets",
+        "self._active_events_received_at",
+        "self._standby_events_received_at",
+    ):
+        assert name in source, name
+    assert hasattr(recovery.Recovery, "_last_flush_at")
+    assert hasattr(recovery.Recovery, "in_recovery")
+    for name in ("need_recovery", "active_remaining", "flush_buffers", "_set_recovery_ended"):
+        assert callable(getattr(recovery.Recovery, name, None)), name
+    assert isinstance(recovery.Recovery.signal_recovery_end, property)
+    assert "self._recovery_started_at = monotonic()" in inspect.getsource(
+        recovery.Recovery._set_recovery_started
+    )
+    slurp = inspect.getsource(recovery.Recovery._slurp_changelogs.fun)
+    # What Faust does per event, and how it ends the recovery: the restorer does the same.
+    assert "if seen_offset is None or offset > seen_offset:" in slurp
+    assert "self.in_recovery and not self.need_recovery()" in slurp
+    end = slurp[slurp.index("self.in_recovery and not self.need_recovery()") :]
+    end = end[: end.index("signal_recovery_end.set()")]
+    assert "self.flush_buffers()" in end and "self._set_recovery_ended()" in end
+
+
+def test_faust_stores_changelog_records_raw() -> None:
+    # The bulk restore writes the record's raw key and value, like apply_changelog_batch.
+    source = inspect.getsource(rocksdb.Store.apply_changelog_batch)
+    assert ".put(msg.key, msg.value)" in source and ".delete(msg.key)" in source
+    assert "self.set_persisted_offset(tp, offset)" in source
+
+
+def test_web_server_internals_the_early_start_uses_exist() -> None:
+    source = inspect.getsource(faust.App.on_started_init_web_server)
+    assert "self._web_server_service_instance is None" in source
+    assert "self.on_init_extra_service(" in source
+    assert callable(getattr(faust.App, "on_init_extra_service", None))
+    app = BatchApp("faust-batch-web-test", broker="kafka://127.0.0.1:1", store="memory://")
+    assert app._web_server_service is None and app._web_server_service_instance is None
+    assert callable(app.boot_strategy._should_enable_web)
+
+
+class _Record(NamedTuple):
+    offset: int
+    key: bytes
+    value: bytes | None
+
+
+class _PartitionStore:
+    """The two things ``write_changelog_batch`` uses of Faust's RocksDB store."""
+
+    offset_key = rocksdb.Store.offset_key
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.dbs: dict[int, rocksdict.Rdict] = {}
+
+    def _db_for_partition(self, partition: int) -> rocksdict.Rdict:
+        if partition not in self.dbs:
+            options = rocksdict.Options(raw_mode=True)
+            self.dbs[partition] = rocksdict.Rdict(str(self.path / str(partition)), options)
+        return self.dbs[partition]
+
+
+def test_a_changelog_batch_lands_in_rocksdb_with_its_offset(tmp_path: Path) -> None:
+    store = _PartitionStore(tmp_path)
+    db = store._db_for_partition(2)
+    db[b"gone"] = b"old"
+    records = [
+        _Record(10, b"thread-1", b"v1"),
+        _Record(11, b"thread-1", b"v2"),
+        _Record(12, b"gone", None),
+        _Record(13, b"thread-2", b"w"),
+    ]
+    write_changelog_batch(store, 2, records, last=13)
+    assert db.get(b"thread-1") == b"v2" and db.get(b"thread-2") == b"w"
+    assert db.get(b"gone") is None
+    assert db.get(store.offset_key) == b"13"  # where Faust's recovery resumes
+    for opened in store.dbs.values():
+        opened.close()
+
+
+def test_recovery_progress_ratio() -> None:
+    assert RecoveryProgress(0, 0, partitions=0).ratio == 0.0  # nothing known yet
+    assert RecoveryProgress(0, 0, partitions=4).ratio == 1.0  # nothing to restore
+    assert RecoveryProgress(250, 1000, partitions=4).ratio == 0.25
 
 
 def test_faust_stream_checks_leave_batch_topics_out() -> None:
