@@ -340,15 +340,16 @@ def test_partitions_move_between_workers_with_their_numbers(
 
 
 #: Threads of the scale test: a reduced profile here; by hand, the heavy one:
-#: ``ENGAGE_SCALE_THREADS=1000000 .venv/bin/python -m pytest -s -k many_threads
-#: tests/streams/worker/test_worker_integration.py`` (about 6 M records).
+#: ``ENGAGE_SCALE_THREADS=1000000 ENGAGE_SCALE_CACHE=25000 .venv/bin/python -m pytest -s -k
+#: many_threads tests/streams/worker/test_worker_integration.py`` (about 9 M records; 72 min
+#: on the shared machine, see RELIABILITY.md).
 SCALE_THREADS = int(os.environ.get("ENGAGE_SCALE_THREADS", "6000"))
 #: The thread cache bound, forced far below the number of threads of a partition so that
 #: eviction and overlapping flushes happen all the time (the worker's default is 200,000).
 SCALE_CACHE = int(os.environ.get("ENGAGE_SCALE_CACHE", "16"))
 
 
-@pytest.mark.timeout(max(600, SCALE_THREADS // 200))
+@pytest.mark.timeout(max(600, SCALE_THREADS // 100))
 def test_many_threads_through_a_tiny_cache_export_exactly_the_reference(
     stream_settings: Settings, tmp_path: Path
 ):
