@@ -27,15 +27,13 @@ import uuid
 from dataclasses import replace
 from pathlib import Path
 
-import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from worker_bench import load, run_worker
+from worker_bench import lag_of, load, run_worker
 
 from devkit.broker import KafkaConfig, LocalKafka
 from devkit.ports import free_port
@@ -43,21 +41,6 @@ from engage_streams.record import encode_event
 from engage_streams.settings import Settings
 from engage_streams.topics import create_topics
 from simulator.scenario import ScenarioConfig, generate
-
-
-def owned_and_lag(port: int) -> tuple[int, float] | None:
-    """(partitions owned, records waiting) of one worker, None while it does not answer."""
-    try:
-        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5.0).text
-    except httpx.HTTPError:
-        return None
-    owned, lag = 0, 0.0
-    for family in text_string_to_metric_families(text):
-        if family.name == "engage_stream_lag_messages":
-            for sample in family.samples:
-                owned += 1
-                lag += sample.value
-    return owned, lag
 
 
 async def committed_and_end(bootstrap: str, group: str, topic: str) -> tuple[int, int]:
@@ -116,7 +99,7 @@ def run_cluster(
         while settled < 3:  # every partition owned, each worker some, for 3 polls in a row
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{size} workers never settled; see {workdir}")
-            readings = [owned_and_lag(port) for port in ports]
+            readings = [lag_of(port, timeout=5.0) for port in ports]
             owned = [r[0] if r is not None else 0 for r in readings]
             settled = settled + 1 if sum(owned) == partitions and min(owned) > 0 else 0
             time.sleep(1.0)

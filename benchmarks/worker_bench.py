@@ -91,10 +91,10 @@ async def ceiling(bootstrap: str, topic: str, partitions: int, total: int) -> fl
         await consumer.stop()
 
 
-def lag_of(port: int) -> tuple[int, float] | None:
+def lag_of(port: int, timeout: float = 2.0) -> tuple[int, float] | None:
     """(partitions reported, total lag) from the worker's /metrics, None when not up."""
     try:
-        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2.0).text
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=timeout).text
     except httpx.HTTPError:
         return None
     owned, lag = 0, 0.0

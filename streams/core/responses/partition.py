@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import heapq
 from bisect import bisect_right, insort
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -224,15 +224,7 @@ class PartitionProcessor:
             if runs is not None and thread.open_runs:
                 # Runs opened before the channel was known: again, under it (of two records of
                 # one run the greater channel wins), so its customers wait in their channel.
-                runs.extend(
-                    WaitingRun(
-                        thread_id=thread_id,
-                        source_id=thread.source_id,
-                        source_type=thread.source_type,
-                        since=since,
-                    )
-                    for since in thread.open_runs
-                )
+                runs.extend(_runs_of(thread_id, thread, thread.open_runs))
         if when > thread.last_event_time:
             thread.last_event_time = when
         if (
@@ -308,16 +300,7 @@ class PartitionProcessor:
             state.waiting.pop(thread_id, None)
             if runs is not None:
                 until = thread.last_event_time + self.idle_horizon
-                runs.extend(
-                    WaitingRun(
-                        thread_id=thread_id,
-                        source_id=thread.source_id,
-                        source_type=thread.source_type,
-                        since=since,
-                        until=until,
-                    )
-                    for since in thread.open_runs
-                )
+                runs.extend(_runs_of(thread_id, thread, thread.open_runs, until))
             expired += 1
         return expired
 
@@ -377,14 +360,7 @@ class PartitionProcessor:
         if waiting and (not open_runs or open_runs[0] != waiting[0]):
             # Customers wait and their earliest has no open run: publish one.
             insort(open_runs, waiting[0])
-            out.runs.append(
-                WaitingRun(
-                    thread_id=thread_id,
-                    source_id=thread.source_id,
-                    source_type=thread.source_type,
-                    since=waiting[0],
-                )
-            )
+            out.runs.extend(_runs_of(thread_id, thread, waiting[:1]))
         if thread.waiting:
             state.waiting[thread_id] = WaitingThread(
                 source[0], source[1], len(thread.waiting), thread.waiting[0]
@@ -470,16 +446,7 @@ class PartitionProcessor:
         del open_runs[:n]
         if not closing or closing[0] != earliest:
             closing.insert(0, earliest)
-        runs.extend(
-            WaitingRun(
-                thread_id=thread_id,
-                source_id=thread.source_id,
-                source_type=thread.source_type,
-                since=since,
-                until=answered_at,
-            )
-            for since in closing
-        )
+        runs.extend(_runs_of(thread_id, thread, closing, answered_at))
 
 
 class _Released:
@@ -490,3 +457,18 @@ class _Released:
     def __init__(self, activities: list[AgentActivity], runs: list[WaitingRun]) -> None:
         self.activities = activities
         self.runs = runs
+
+
+def _runs_of(
+    thread_id: str, thread: ThreadState, starts: Iterable[float], until: float | None = None
+) -> Iterator[WaitingRun]:
+    """The thread's waiting runs that began at ``starts``, in its channel (still open while
+    ``until`` is None)."""
+    for since in starts:
+        yield WaitingRun(
+            thread_id=thread_id,
+            source_id=thread.source_id,
+            source_type=thread.source_type,
+            since=since,
+            until=until,
+        )
