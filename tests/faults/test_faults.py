@@ -216,7 +216,9 @@ def test_connector_kill_9_mid_request(rig: Rig) -> None:
     wait_for(lambda: ready(worker), 120, "the worker to be ready", rig.logs)
     sender = rig.start_sender()
     wait_for(lambda: sender.progress >= 0.3, 120, "a third of the stream", rig.logs)
-    wait_for(lambda: sender.report.in_flight > 0, 30, "a request in flight")
+    # At 25 deliveries/s a quiet machine answers each in ~1 ms: a request is in flight ~3 % of
+    # the time, so a poll every 0.2 s could miss every one of them in the rest of the stream.
+    wait_for(lambda: sender.report.in_flight > 0, 30, "a request in flight", interval=0.001)
     in_flight = sender.report.in_flight
     killed_at = time.monotonic()
     rig.connector.kill9()
