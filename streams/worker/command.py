@@ -14,6 +14,7 @@ from engage_streams.settings import Settings, SettingsError
 from streams.core.directory import load_directory
 from streams.core.gamification.scoring import load_scoring_rules
 from streams.core.responses.sla import SlaPolicy
+from streams.worker import early_web
 
 
 def check_config(settings: Settings) -> None:
@@ -37,6 +38,7 @@ def check_config(settings: Settings) -> None:
 
 def main(settings: Settings, loglevel: str = "info") -> int:
     check_config(settings)
+    early_web.start(settings.worker_host, settings.worker_web_port)
 
     from faust.worker import Worker
 

@@ -26,6 +26,7 @@ from streams.core.directory import Directory
 from streams.core.responses.channels import merge_channels
 from streams.core.views import api
 from streams.core.views.openapi import openapi_document
+from streams.worker import early_web
 from streams.worker.access import AccessPolicy, access_middleware
 from streams.worker.cluster import ClusterReplica
 from streams.worker.contents import ContentsPipeline
@@ -96,7 +97,12 @@ class WorkerWeb(mode.Service):
     async def on_start(self) -> None:
         self._runner = web.AppRunner(self.web_application(), access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.settings.worker_host, self.settings.worker_web_port)
+        sock = early_web.take_socket()
+        site: web.BaseSite = (
+            web.SockSite(self._runner, sock)
+            if sock is not None
+            else web.TCPSite(self._runner, self.settings.worker_host, self.settings.worker_web_port)
+        )
         await site.start()
         self.log.info(
             "worker web listening on http://%s:%d",
