@@ -305,14 +305,7 @@ def test_no_secret_and_no_words_anywhere(
     )
     worker.start()
     try:
-
-        def worker_up() -> bool:
-            try:
-                return httpx.get(worker.url + "/healthz", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_for(worker_up, 180, "the worker's HTTP server", worker.log_tail)
+        wait_for(worker.serving, 180, "the worker's HTTP server", worker.log_tail)
         seen = answers_of_traffic(url, worker)
 
         def worker_metrics() -> str:

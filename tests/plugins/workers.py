@@ -44,6 +44,14 @@ class WorkerProcess(CliProcess):
     def get(self, path: str, **params: str) -> httpx.Response:
         return httpx.get(self.url + path, params=params, headers=self.auth, timeout=5.0)
 
+    def serving(self) -> bool:
+        """Its own web server answers (not the start-up answerer of ``early_web``, nor nothing)."""
+        try:
+            response = httpx.get(self.url + "/healthz", timeout=5.0)
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200 and response.json().get("status") != "starting"
+
     def scrape(self) -> str | None:
         try:
             response = httpx.get(self.url + "/metrics", headers=self.auth, timeout=5.0)

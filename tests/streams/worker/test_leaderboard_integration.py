@@ -247,6 +247,8 @@ def test_leaderboards_equal_the_reference_from_either_worker_and_the_wallboard_f
         worker.start()
 
     def caught_up() -> bool:
+        if not all(w.serving() for w in workers):
+            return False
         try:
             return all(
                 sum(e["replies"] for e in leaderboard(w, window="all", limit="1000")[1])
