@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
+import subprocess
+import sys
+import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 from aiohttp import web
 
+from devkit.ports import free_port
 from streams.worker import early_web
 from streams.worker.early_web import EarlyWeb
 
@@ -79,3 +85,37 @@ def _ask(connection: socket.socket) -> bytes:
     while chunk := connection.recv(4096):
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def test_the_worker_command_answers_starting_before_its_own_server(tmp_path: Path) -> None:
+    """The first answer on a new worker's port comes from the start-up answerer.
+
+    No broker is needed: the port is bound before Faust is imported, and the worker's own
+    server (``"alive"``) can only answer after it. Without ``early_web`` the first answer is
+    the worker server's, or there is none before the process gives up on the broker.
+    """
+    port = free_port()
+    environment = dict(
+        os.environ,
+        WORKER_WEB_PORT=str(port),
+        KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{free_port()}",  # nobody there
+        ENGAGE_DATA_DIR=str(tmp_path),
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "engage_streams.cli", "worker"],
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        first = None
+        deadline = time.monotonic() + 60
+        while first is None and process.poll() is None and time.monotonic() < deadline:
+            try:
+                first = _get(port, "/healthz")
+            except OSError:
+                time.sleep(0.005)
+        assert first == (200, {"status": "starting"})
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
