@@ -20,6 +20,8 @@ _STARTING: Final = json.dumps({"status": "starting"}).encode()
 
 
 class _Handler(BaseHTTPRequestHandler):
+    # The default HTTP/1.0 closes each connection after its answer: no kept-alive connection
+    # stays with this thread once the worker's own server has the socket.
     server_version = "engage-worker"
 
     def do_GET(self) -> None:
