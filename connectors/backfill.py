@@ -48,6 +48,7 @@ from connectors.envelopes import (
 )
 from connectors.progress import ProgressBar
 from connectors.publisher import KafkaPublisher, Message, Publisher, PublishError
+from connectors.sources import source_types_for
 from engage_streams.record import ContentEvent, encode_event
 from engage_streams.rest.classic import EngageApiError, EngageRestClient
 from engage_streams.rest.platform import PageMark, PlatformApiError, PlatformClient
@@ -105,10 +106,11 @@ def platform_source(
     server_url: str,
     filters: Mapping[str, str] | None = None,
     agent_ids: Mapping[str, str] | None = None,
+    source_types: Mapping[str, str] | None = None,
 ) -> ContentSource:
     """The platform API's contents matching ``filters`` (``source``, ``thread``, ...);
     ``agent_ids`` (extension id -> Engage user id, ``connectors.agents``) names the agents
-    as the connector does."""
+    and ``source_types`` (``connectors.sources``) the channels' types as the connector does."""
     chosen: dict[str, Any] = dict(filters or {})  # query parameters, never since/until
 
     async def read(
@@ -132,7 +134,11 @@ def platform_source(
 
     shown = ",".join(f"{k}={v}" for k, v in sorted(chosen.items()))
     key = f"platform {server_url.rstrip('/')} {shown}".rstrip()
-    make_record = functools.partial(platform_backfill_record, agent_ids=dict(agent_ids or {}))
+    make_record = functools.partial(
+        platform_backfill_record,
+        agent_ids=dict(agent_ids or {}),
+        source_types=dict(source_types or {}),
+    )
     return ContentSource("platform", key, read, "creationTime", make_record)
 
 
@@ -370,6 +376,7 @@ async def _run(
                 server_url=settings.ringcentral_server_url,
                 filters=filters,
                 agent_ids=agent_ids,
+                source_types=await source_types_for(settings),
             )
         else:
             assert settings.engage_api_url is not None and settings.engage_api_token is not None

@@ -33,6 +33,12 @@ only) one ``UnresolvedNotification`` (the delivery is authentic, so nothing is d
   id a classic ``creator_id`` carries, so one agent is one ``agent_id`` whichever webhook
   reported the content (built from the classic ``GET /users`` ``rc_user_id``; see
   ``connectors.agents``). An extension id it does not know is kept as it is.
+* ``source_type`` is spelt as the classic API spells it, so a channel has one label whichever
+  webhook reported the content: a platform ``sourceType``/``channelType`` takes the classic
+  type of its source when the connector knows it (``source_types``: source id -> classic
+  type, from ``GET /content_sources`` and from classic records; see ``connectors.sources``),
+  else ``classic_source_type`` spells it (``WhatsApp`` -> ``whatsapp``, ``GoogleMyBusiness``
+  -> ``google_my_business``, ``FacebookMessenger`` -> ``facebook_messenger``).
 * ``status`` is normalised to snake_case (``UserReply`` -> ``user_reply``) so both origins
   read alike; ``direction``/``agent_id``/``automatic`` follow shared/engage/README.md.
 * The customer's words (``body``, ``title``...) are copied only when ``forward_body`` is on,
@@ -168,6 +174,7 @@ def parse_platform(
     received_at: datetime,
     forward_body: bool,
     agent_ids: Mapping[str, str] | None = None,
+    source_types: Mapping[str, str] | None = None,
 ) -> Delivery:
     """Read a RingCentral platform notification (exactly one event, nested or flat)."""
     envelope = _load_object(raw)
@@ -178,7 +185,9 @@ def parse_platform(
         raise EnvelopeError("field 'body' must be an object")
     shape: PlatformShape = "nested" if "resource" in body else "flat"
     try:
-        record = _platform_record(envelope, received_at, forward_body, agent_ids or {})
+        record = _platform_record(
+            envelope, received_at, forward_body, agent_ids or {}, source_types or {}
+        )
     except _Thin as thin:
         notification = _redacted(envelope, forward_body)
         unresolved = [UnresolvedNotification(thin.content_id, notification)]
@@ -196,6 +205,7 @@ def resolved_record(
     received_at: datetime,
     forward_body: bool,
     agent_ids: Mapping[str, str] | None = None,
+    source_types: Mapping[str, str] | None = None,
 ) -> ContentEvent | DeadLetter:
     """The record of a thin ``notification`` once its ``content`` was fetched by id.
 
@@ -212,7 +222,9 @@ def resolved_record(
     merged = {**resource, **content}
     full = {**notification, "body": {"issuedAt": body.get("issuedAt"), "resource": merged}}
     try:
-        return _platform_record(full, received_at, forward_body, agent_ids or {})
+        return _platform_record(
+            full, received_at, forward_body, agent_ids or {}, source_types or {}
+        )
     except _Thin:
         return DeadLetter(MISSING_THREAD_ID, _redacted(full, forward_body))
     except _Rejected as rejected:
@@ -329,6 +341,31 @@ def _snake(status: str) -> str:
 _cached_snake = functools.lru_cache(maxsize=256)(_snake)
 
 
+def classic_source_type(platform_type: str | None) -> str | None:
+    """A platform channel type spelt as the classic API spells source types: snake_case,
+    with brand names kept whole (``WhatsApp`` -> ``whatsapp``, ``LinkedIn`` -> ``linkedin``,
+    ``GoogleMyBusiness`` -> ``google_my_business``). A classic value is returned as it is.
+
+    >>> [classic_source_type(t) for t in ("WhatsApp", "FacebookMessenger", "whatsapp")]
+    ['whatsapp', 'facebook_messenger', 'whatsapp']
+    """
+    if platform_type is None or _CLASSIC_TYPE.fullmatch(platform_type):
+        return platform_type
+    if len(platform_type) > 64:  # not a type anyone sends: do not let it take a cache slot
+        return _spelt(platform_type)
+    return _cached_spelt(platform_type)
+
+
+def _spelt(platform_type: str) -> str:
+    return _snake(_BRANDS.sub(lambda m: m.group(0).lower().capitalize(), platform_type))
+
+
+#: Brand names whose inner capital is not a word boundary (``WhatsApp`` is one word).
+_BRANDS = re.compile(r"WhatsApp|LinkedIn|YouTube|TikTok|WeChat|iMessage|GitHub|PayPal")
+_CLASSIC_TYPE = re.compile(r"[a-z0-9_]+(?:/[a-z0-9_]+)?")
+_cached_spelt = functools.lru_cache(maxsize=256)(_spelt)
+
+
 _CAMEL_BOUNDARY = re.compile(r"([a-z0-9])([A-Z])")
 _SEPARATORS = re.compile(r"[\s\-]+")
 
@@ -342,11 +379,13 @@ def platform_backfill_record(
     received_at: datetime,
     forward_body: bool,
     agent_ids: Mapping[str, str] | None = None,
+    source_types: Mapping[str, str] | None = None,
 ) -> ContentEvent | DeadLetter:
     """A content read from the platform REST API (camelCase) as a record.
 
     Read by ``parse_platform`` itself, as the notification of that content, with the same
-    ``agent_ids`` as the connector (``creatorId`` -> Engage user id), so the record is the
+    ``agent_ids`` (``creatorId`` -> Engage user id) and ``source_types`` as the connector,
+    so the record is the
     one the platform webhook gives (direction, agent, automatic, status); then origin
     ``backfill`` and event id ``backfill:<content id>``, like ``backfill_record``.
     """
@@ -363,6 +402,7 @@ def platform_backfill_record(
         received_at=received_at,
         forward_body=forward_body,
         agent_ids=agent_ids,
+        source_types=source_types,
     )
     if delivery.records:
         return msgspec.structs.replace(delivery.records[0], origin="backfill")
@@ -441,6 +481,7 @@ def _platform_record(
     received_at: datetime,
     forward_body: bool,
     agent_ids: Mapping[str, str],
+    source_types: Mapping[str, str],
 ) -> ContentEvent:
     event_type: str = envelope["event"]
     body: dict[str, Any] = envelope["body"]
@@ -467,6 +508,12 @@ def _platform_record(
         "outbound" if outgoing or creator_id is not None or status in AGENT_STATUSES else "inbound"
     )
     agent_id = agent_ids.get(creator_id, creator_id) if creator_id is not None else None
+    source_id = _optional_text(content, "sourceId") or _optional_text(content, "channelId")
+    source_type = source_types.get(source_id) if source_id is not None else None
+    if source_type is None:
+        source_type = classic_source_type(
+            _optional_text(content, "sourceType") or _optional_text(content, "channelType")
+        )
     return ContentEvent(
         event_id=event_id,
         event_type=event_type,
@@ -476,10 +523,8 @@ def _platform_record(
         content_id=content_id,
         thread_id=thread_id,
         intervention_id=_optional_text(content, "interventionId"),
-        source_id=_optional_text(content, "sourceId") or _optional_text(content, "channelId"),
-        source_type=(
-            _optional_text(content, "sourceType") or _optional_text(content, "channelType")
-        ),
+        source_id=source_id,
+        source_type=source_type,
         author_id=_optional_text(content, "authorIdentityId"),
         agent_id=agent_id,
         in_reply_to_id=_optional_text(content, "inReplyToContentId"),

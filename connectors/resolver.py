@@ -116,6 +116,7 @@ class Resolver:
         metrics: ConnectorMetrics,
         *,
         agent_ids: Mapping[str, str] | None = None,
+        source_types: Mapping[str, str] | None = None,
         client_id: str = "engage-streams-resolver",
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -124,6 +125,7 @@ class Resolver:
         self.publisher = publisher
         self.metrics = metrics
         self.agent_ids: Mapping[str, str] = agent_ids if agent_ids is not None else {}
+        self.source_types: Mapping[str, str] = source_types if source_types is not None else {}
         self.policy = RetryPolicy.from_settings(settings)
         self._client_id = client_id
         self._sleep = sleep
@@ -268,6 +270,7 @@ class Resolver:
             received_at=queued.received_at,
             forward_body=settings.forward_body,
             agent_ids=self.agent_ids,
+            source_types=self.source_types,
         )
         if isinstance(item, DeadLetter):
             value = dead_letter_value(item, endpoint="ringcentral", received_at=queued.received_at)

@@ -58,6 +58,7 @@ from connectors.http_limits import (
 from connectors.metrics import ConnectorMetrics, event_type_label
 from connectors.publisher import KafkaPublisher, Message, Publisher, PublishError
 from connectors.resolver import ContentLookup, Resolver, redrive_unresolved
+from connectors.sources import SourceTypes, keep_source_types_fresh
 from connectors.subscription import SubscriptionKeeper, renewal_reminder_of
 from engage_streams.record import encode_event
 from engage_streams.rest.platform import PlatformApiError, PlatformClient
@@ -88,11 +89,13 @@ def create_app(
     *,
     metrics: ConnectorMetrics | None = None,
     agent_ids: AgentIds | None = None,
+    source_types: SourceTypes | None = None,
     on_renewal_reminder: Callable[[str], Coroutine[Any, Any, None]] | None = None,
 ) -> web.Application:
     """The connector's aiohttp application (routes only; the publisher is started by the
     caller). ``agent_ids`` maps platform extension ids to Engage user ids (see
-    ``connectors.agents``); it may grow while the app runs."""
+    ``connectors.agents``), ``source_types`` source ids to classic source types (see
+    ``connectors.sources``); both may grow while the app runs."""
     check_authentication(settings)
     HttpLimits.of(settings)  # refuse unusable limits before serving anything
     receiver = _Receiver(
@@ -101,6 +104,7 @@ def create_app(
         metrics or ConnectorMetrics(),
         # Not `agent_ids or ...`: the connector's mapping may be empty now and grow later.
         AgentIds() if agent_ids is None else agent_ids,
+        SourceTypes() if source_types is None else source_types,
     )
     receiver.on_renewal_reminder = on_renewal_reminder
     app = web.Application(middlewares=[headers_read])
@@ -132,11 +136,15 @@ class _Receiver:
         publisher: Publisher,
         metrics: ConnectorMetrics,
         agent_ids: AgentIds,
+        source_types: SourceTypes,
     ) -> None:
         self.settings = settings
         self.publisher = publisher
         self.metrics = metrics
-        self.parse_platform: Parser = functools.partial(parse_platform, agent_ids=agent_ids)
+        self.source_types = source_types
+        self.parse_platform: Parser = functools.partial(
+            parse_platform, agent_ids=agent_ids, source_types=source_types
+        )
         #: Set by ``serve`` when a ``SubscriptionKeeper`` runs: the platform's renewal
         #: reminders renew the subscription (in the background) instead of going to the DLQ.
         self.on_renewal_reminder: Callable[[str], Coroutine[Any, Any, None]] | None = None
@@ -164,7 +172,12 @@ class _Receiver:
     async def engage_delivery(self, request: web.Request) -> web.Response:
         if not self._engage_secret_ok(request):
             return self._refuse("engage", 401, "missing or wrong X-Dimelo-Secret")
-        return await self._accept("engage", request, parse_classic)
+        return await self._accept("engage", request, self._parse_classic)
+
+    def _parse_classic(self, raw: bytes, *, received_at: datetime, forward_body: bool) -> Delivery:
+        delivery = parse_classic(raw, received_at=received_at, forward_body=forward_body)
+        self.source_types.note(delivery.records)  # the classic spelling of their channels
+        return delivery
 
     def _engage_secret_ok(self, request: web.Request) -> bool:
         expected = self.settings.webhook_secret
@@ -506,7 +519,10 @@ async def serve(
     if lookup is None:
         platform_client = _platform_client(settings, metrics)
         lookup = platform_client
-    resolver = Resolver(settings, lookup, publisher, metrics, agent_ids=agent_ids)
+    source_types = SourceTypes()
+    resolver = Resolver(
+        settings, lookup, publisher, metrics, agent_ids=agent_ids, source_types=source_types
+    )
     keeper = await _start_keeper(settings, platform_client, metrics)
     runner = connector_runner(
         settings,
@@ -515,6 +531,7 @@ async def serve(
             publisher,
             metrics=metrics,
             agent_ids=agent_ids,
+            source_types=source_types,
             on_renewal_reminder=None if keeper is None else keeper.on_renewal_reminder,
         ),
     )
@@ -523,6 +540,9 @@ async def serve(
     background = [
         asyncio.create_task(resolver.run_supervised(stop), name="resolver"),
         asyncio.create_task(keep_agent_ids_fresh(settings, agent_ids, stop), name="agent-ids"),
+        asyncio.create_task(
+            keep_source_types_fresh(settings, source_types, stop), name="source-types"
+        ),
     ]
     try:
         await site.start()

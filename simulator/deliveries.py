@@ -99,10 +99,23 @@ def platform_content(
         "interventionId": event.intervention_id,
         "inReplyToContentId": event.in_reply_to_id,
         "sourceId": event.source_id,
-        "sourceType": event.source_type,
+        "sourceType": platform_source_type(event.source_type),
         "autoSubmitted": event.automatic,
         "contentDirection": "Outgoing" if event.direction == "outbound" else "Incoming",
     }
+
+
+#: How the platform spells the channel types whose brand has an inner capital.
+_PLATFORM_BRANDS = {"whatsapp": "WhatsApp", "linkedin": "LinkedIn", "youtube": "YouTube"}
+
+
+def platform_source_type(source_type: str | None) -> str | None:
+    """A classic source type as the platform names channel types (``whatsapp`` ->
+    ``WhatsApp``, ``google_my_business`` -> ``GoogleMyBusiness``), so the simulated platform
+    traffic makes the connector spell it back the classic way."""
+    if source_type is None:
+        return None
+    return "".join(_PLATFORM_BRANDS.get(word, word.capitalize()) for word in source_type.split("_"))
 
 
 def platform_envelope(

@@ -113,7 +113,7 @@ def test_platform_imported() -> None:
     assert record.author_id == "65e3117ec9d8e70012ab0777"
     assert (record.source_id, record.source_type) == (
         "5f0a1b2c3d4e5f0011225555",
-        "FacebookMessenger",
+        "facebook_messenger",
     )
     assert record.body is None
 
@@ -259,7 +259,7 @@ def test_platform_channel_fields_and_automatic() -> None:
     (record,) = platform(envelope).records
     assert (record.source_id, record.source_type, record.automatic) == (
         "chan-1",
-        "WhatsApp",
+        "whatsapp",  # spelt as the classic API spells it
         True,
     )
 

@@ -338,3 +338,25 @@ async def test_a_creator_id_is_the_engage_user_of_the_classic_users_rc_user_id(
     assert code == 0, err
     agent_ids = [e.agent_id for e in await asyncio.to_thread(events)]
     assert agent_ids == [None, None, "5e9f8a7b6c5d4e0099887766"]
+
+
+@pytest.mark.kafka
+async def test_a_channel_type_is_the_classic_content_sources_type(
+    platform: FakePlatform,
+    fake: Any,  # the fake classic Engage API, its GET /content_sources carrying the type
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The platform says ``WhatsApp`` where the classic API says ``whatsapp_business``: a
+    backfilled record spells the channel as the classic webhook's record of it does."""
+    engage, url = fake
+    engage.collections["content_sources"] = [
+        {"id": "whatsapp-main", "name": "WhatsApp", "type": "whatsapp_business"}
+    ]
+    monkeypatch.setenv("ENGAGE_API_URL", url)
+    monkeypatch.setenv("ENGAGE_API_TOKEN", TOKEN)
+    platform.add_contents(conversation(3))
+    code, _, err = await asyncio.to_thread(run, capsys, "--no-progress")
+    assert code == 0, err
+    types = {e.source_type for e in await asyncio.to_thread(events)}
+    assert types == {"whatsapp_business"}

@@ -28,9 +28,11 @@ from connectors.envelopes import (
 )
 from connectors.metrics import ConnectorMetrics
 from connectors.server import create_app
+from connectors.sources import SourceTypes, source_types_of
 from engage_streams.record import ContentEvent
 from engage_streams.rest.classic import extension_ids
 from engage_streams.settings import Settings
+from streams.core.responses.sla import SlaPolicy
 
 SAMPLES = Path(__file__).resolve().parents[2] / "devkit" / "data" / "samples"
 NOW = datetime(2026, 3, 2, 12, 30, 0, tzinfo=UTC)
@@ -70,7 +72,7 @@ def test_nested_sample_is_a_record_timed_by_issued_at() -> None:
         content_id="65e3163bc9d8e70012ab5c21",
         thread_id="65e3163bc9d8e70012ab5c20",
         source_id="5f0a1b2c3d4e5f0011226666",
-        source_type="WhatsApp",
+        source_type="whatsapp",
         author_id="65e3163bc9d8e70012ab0912",
         direction="inbound",
         status="new",
@@ -200,6 +202,62 @@ def test_nested_flat_and_classic_of_one_content_are_the_same_record() -> None:
     assert from_nested == from_flat
     assert comparable(from_nested) == comparable(classic_record)
     assert from_nested.agent_id == "5e9f8a7b6c5d4e0099887766"  # one agent, one id
+
+
+@pytest.mark.parametrize(
+    ("platform_type", "classic_type"),
+    [
+        ("WhatsApp", "whatsapp"),
+        ("GoogleMyBusiness", "google_my_business"),  # the SLA policy's asynchronous type
+        ("EngageMessaging", "engage_messaging"),
+        ("LinkedIn", "linkedin"),
+        ("YouTube", "youtube"),
+        ("email", "email"),  # already spelt the classic way
+    ],
+)
+def test_a_platform_channel_type_is_spelt_as_the_classic_api_spells_it(
+    platform_type: str, classic_type: str
+) -> None:
+    record = only_record(platform(nested({**CONTENT, "sourceType": platform_type})))
+    assert record.source_type == classic_type
+    assert SlaPolicy().seconds_for(None, record.source_type) == SlaPolicy().seconds_for(
+        None, classic_type
+    )
+
+
+def test_a_known_source_keeps_its_classic_type_whatever_the_platform_calls_it() -> None:
+    content = {**CONTENT, "sourceType": "FacebookMessenger"}
+    known = {CONTENT["sourceId"]: "messenger"}
+    delivery = parse_platform(
+        orjson.dumps(nested(content)), received_at=NOW, forward_body=False, source_types=known
+    )
+    assert only_record(delivery).source_type == "messenger"
+    thin = nested({"id": CONTENT["id"]})
+    resolved = resolved_record(
+        thin, content, received_at=NOW, forward_body=False, source_types=known
+    )
+    assert isinstance(resolved, ContentEvent) and resolved.source_type == "messenger"
+    other = only_record(platform(nested({**content, "sourceId": "another"})))
+    assert other.source_type == "facebook_messenger"
+
+
+def test_source_types_are_learnt_from_content_sources_and_classic_records() -> None:
+    assert source_types_of(
+        [{"id": "s1", "type": "whatsapp"}, {"id": "s2"}, {"id": "s3", "type": ""}]
+    ) == {"s1": "whatsapp"}
+    known = SourceTypes()
+    classic = parse_classic(
+        (SAMPLES / "classic-agent-reply-batch.json").read_bytes(),
+        received_at=NOW,
+        forward_body=False,
+    )
+    known.note(classic.records)
+    record = classic.records[0]
+    assert known == {record.source_id: record.source_type}
+    known.note([msgspec.structs.replace(record, source_type="other")])  # the first one stays
+    assert known[record.source_id] == record.source_type
+    assert known.learn({record.source_id: "from_api"}) == 1  # the API's answer wins
+    assert known.learn({record.source_id: "from_api"}) == 0
 
 
 def test_thin_resolved_by_fetching_is_the_record_of_the_full_notification() -> None:
@@ -332,3 +390,36 @@ async def test_shapes_are_counted_and_ids_learnt_after_start_are_used() -> None:
     records = [m for m in kept.messages if m.topic == settings.topic]
     assert len(records) == 3
     assert {orjson.loads(m.value)["agent_id"] for m in records} == {"5e9f8a7b6c5d4e0099887766"}
+
+
+async def test_a_platform_delivery_takes_the_type_a_classic_delivery_taught() -> None:
+    """A classic delivery of a channel teaches the connector its classic type; a later platform
+    notification of that channel, whatever type it names, is written with it."""
+    settings = Settings(webhook_secret="s", ringcentral_verification_token="rc-token")
+    kept = _Kept()
+    server = TestServer(create_app(settings, kept), host="127.0.0.1")
+    await server.start_server()
+    classic = sample("classic-agent-reply-batch.json")
+    for event in classic["events"]:
+        assert event["resource"]["metadata"]["source_id"] == CONTENT["sourceId"]
+        event["resource"]["metadata"]["source_type"] = "messenger"
+    content = {**CONTENT, "id": "another-content", "sourceType": "FacebookMessenger"}
+    try:
+        async with httpx.AsyncClient() as client:
+            answer = await client.post(
+                str(server.make_url("/webhooks/engage")),
+                content=orjson.dumps(classic),
+                headers={"X-Dimelo-Secret": "s", "Content-Type": "application/json"},
+            )
+            assert answer.status_code == 200, answer.text
+            answer = await client.post(
+                str(server.make_url("/webhooks/ringcentral")),
+                content=orjson.dumps(nested(content)),
+                headers={"Verification-Token": "rc-token", "Content-Type": "application/json"},
+            )
+            assert answer.status_code == 200, answer.text
+    finally:
+        await server.close()
+    written = [orjson.loads(m.value) for m in kept.messages if m.topic == settings.topic]
+    by_content = {r["content_id"]: r["source_type"] for r in written}
+    assert by_content["another-content"] == "messenger"
