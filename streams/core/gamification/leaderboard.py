@@ -21,9 +21,9 @@ answer ``all``. A leaderboard over 1,000 agents x 100k activities takes a few mi
 
 Memory, per agent:
 
-- all time: one tally per source it worked on; each keeps a count per distinct response time
-  (``O(distinct response_seconds)``; with Engage's whole-second timestamps that is at most
-  one entry per distinct second), so all-time medians stay exact;
+- all time: one tally per source it worked on, plus one over all sources; each keeps every
+  response time as 8 bytes in buckets of 1/128 of an octave (``_LifetimeTally``), so
+  all-time medians stay exact;
 - retained days (``prune`` keeps the current calendar week and yesterday, so at most 8 days):
   per activity one content id (dedupe), one score, one response time (twice: all sources and
   its own source) and one ``(time, content id, within_sla)`` tuple per answer;
@@ -40,6 +40,8 @@ Kafka, HTTP or Prometheus.
 from __future__ import annotations
 
 import bisect
+import math
+from array import array
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime, time, tzinfo
@@ -124,16 +126,21 @@ class _DayTally:
 
 
 class _LifetimeTally:
-    """All-time replies and points, with response times kept as value -> count."""
+    """All-time replies and points, with every response time kept exactly but compactly.
 
-    __slots__ = ("_counts", "_median", "_values", "answers", "replies", "score_milli")
+    Response times sit in buckets of 1/128 of an octave (``_bucket``), each an
+    ``array("d")`` (8 bytes a value, not a float object and a dict entry): the exact median
+    is found by counting along the sorted buckets, then sorting the one bucket that holds it.
+    At most ~128 buckets per octave of response times, so a few thousand per tally.
+    """
+
+    __slots__ = ("_buckets", "_median", "answers", "replies", "score_milli")
 
     def __init__(self) -> None:
         self.replies = 0
         self.score_milli = 0
         self.answers = 0
-        self._counts: dict[float, int] = {}
-        self._values: list[float] = []
+        self._buckets: dict[float, array[float]] = {}
         self._median: float | None = None
 
     def add(self, score_milli: int, response_seconds: float | None) -> None:
@@ -143,29 +150,40 @@ class _LifetimeTally:
             return
         self.answers += 1
         self._median = None
-        if response_seconds in self._counts:
-            self._counts[response_seconds] += 1
-        else:
-            self._counts[response_seconds] = 1
-            bisect.insort(self._values, response_seconds)
+        key = _bucket(response_seconds)
+        values = self._buckets.get(key)
+        if values is None:
+            values = self._buckets[key] = array("d")
+        values.append(response_seconds)
 
     def median(self) -> float | None:
         if self.answers == 0:
             return None
         if self._median is None:
-            low_index, high_index = (self.answers - 1) // 2, self.answers // 2
-            low = high = None
-            seen = 0
-            for value in self._values:
-                seen += self._counts[value]
-                if low is None and seen > low_index:
-                    low = value
-                if seen > high_index:
-                    high = value
-                    break
-            assert low is not None and high is not None
+            low = self._at_rank((self.answers - 1) // 2)
+            high = self._at_rank(self.answers // 2)
             self._median = low if low == high else (low + high) / 2
         return self._median
+
+    def _at_rank(self, rank: int) -> float:
+        """The response time at ``rank`` (0-based) in ascending order."""
+        seen = 0
+        for key in sorted(self._buckets):
+            values = self._buckets[key]
+            if seen + len(values) > rank:
+                return sorted(values)[rank - seen]
+            seen += len(values)
+        raise IndexError(rank)
+
+
+def _bucket(seconds: float) -> float:
+    """The lower bound of the bucket of ``seconds``: buckets are 1/128 of an octave wide, so
+    their order is the order of the values they hold (zero, negative and infinite values
+    are their own bucket)."""
+    if seconds <= 0.0 or math.isinf(seconds):
+        return seconds
+    mantissa, exponent = math.frexp(seconds)
+    return math.ldexp(math.floor(mantissa * 128) / 128, exponent)
 
 
 class _AgentDay:

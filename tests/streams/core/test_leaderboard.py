@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import statistics
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any
@@ -336,6 +337,31 @@ def test_median_of_even_count_is_the_mean_of_the_middle_two() -> None:
     for window in WINDOWS:
         (entry,) = standings.leaderboard(window, now)
         assert entry.median_response_seconds == 30.0
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.floats(min_value=0.0, max_value=10 * 86400.0),
+            st.sampled_from([0.0, 1.0, 1.5, 59.999, 60.0, 3600.0]),  # ties and bucket edges
+        ),
+        min_size=1,
+        max_size=300,
+    )
+)
+def test_all_time_median_is_exact_for_any_response_times(responses: list[float]) -> None:
+    """All-time response times are kept in buckets: the median is still the exact one, for
+    one source and for all (an activity of a day long pruned counts in all-time only)."""
+    now = 1_700_000_000.0
+    standings = Standings(RULES)
+    standings.prune(now)
+    for i, seconds in enumerate(responses):
+        standings.add(act("a0", f"c{i}", now - 30 * 86400 - i, seconds))  # pruned days
+    expected = statistics.median(responses)
+    for source in (None, "s1"):
+        (entry,) = standings.leaderboard("all", now, source=source)
+        assert entry.median_response_seconds == expected
 
 
 def test_badges_once_per_day_and_out_of_order_streaks() -> None:
