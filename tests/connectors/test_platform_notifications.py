@@ -253,6 +253,7 @@ def test_source_types_are_learnt_from_content_sources_and_classic_records() -> N
     )
     known.note(classic.records)
     record = classic.records[0]
+    assert record.source_id is not None
     assert known == {record.source_id: record.source_type}
     known.note([msgspec.structs.replace(record, source_type="other")])  # the first one stays
     assert known[record.source_id] == record.source_type
