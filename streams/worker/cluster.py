@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 
 import msgspec
@@ -55,6 +56,8 @@ class ClusterReplica:
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._assigned: set[TopicPartition] = set()
+        # The latest event time read from each activity and waiting-run partition.
+        self._read_until: dict[TopicPartition, float] = {}
 
     @property
     def _topics(self) -> tuple[str, str, str]:
@@ -100,6 +103,21 @@ class ClusterReplica:
                 await consumer.seek_to_beginning(*new)
             self._assigned = wanted
 
+    async def _settled(self) -> float | None:
+        """The replica's watermark: the earliest, over the activity and waiting-run partitions
+        still behind their end, of the latest event time read from each (``-inf`` when one
+        of them has given nothing yet); ``None`` when every partition is read to its end."""
+        consumer = self._consumer
+        assert consumer is not None
+        behind = []
+        for tp in self._assigned:
+            if tp.topic == self.summary_topic:
+                continue
+            end = consumer.highwater(tp)
+            if end is None or await consumer.position(tp) < end:
+                behind.append(self._read_until.get(tp, -math.inf))
+        return min(behind, default=None)
+
     async def _run(self) -> None:
         consumer = self._consumer
         assert consumer is not None
@@ -107,25 +125,36 @@ class ClusterReplica:
         last_prune = time.monotonic()
         while True:
             batches = await consumer.getmany(timeout_ms=500, max_records=5000)
-            if not batches and time.monotonic() - last_prune >= self.prune_every:
-                # Caught up: fold per-activity detail that no window needs into the totals.
-                self.standings.prune(time.time())
+            if time.monotonic() - last_prune >= self.prune_every:
+                # Fold per-activity detail that no window needs into the totals; while still
+                # reading a backlog, only days that every partition has read well past.
+                self.standings.prune(time.time(), settled=await self._settled())
                 last_prune = time.monotonic()
             for tp, records in batches.items():
                 if tp.topic == self.activity_topic:
+                    latest = self._read_until.get(tp, -math.inf)
                     for record in records:
                         try:
-                            self.standings.add(decode_activity(record.value))
+                            activity = decode_activity(record.value)
                         except (msgspec.DecodeError, msgspec.ValidationError, TypeError):
                             self.undecodable += 1
+                            continue
+                        self.standings.add(activity)
+                        latest = max(latest, activity.event_time)
+                    self._read_until[tp] = latest
                 elif tp.topic == self.waiting_topic:
+                    latest = self._read_until.get(tp, -math.inf)
                     for record in records:
                         if record.value is None:
                             continue
                         try:
-                            self.standings.add_waiting_run(decode_run(record.value))
+                            run = decode_run(record.value)
                         except (msgspec.DecodeError, msgspec.ValidationError):
                             self.undecodable += 1
+                            continue
+                        self.standings.add_waiting_run(run)
+                        latest = max(latest, run.since if run.until is None else run.until)
+                    self._read_until[tp] = latest
                 else:
                     for record in records:
                         if record.value is None:

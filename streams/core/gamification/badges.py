@@ -22,6 +22,7 @@ or Prometheus.
 from __future__ import annotations
 
 import bisect
+from array import array
 from collections import Counter
 from collections.abc import Iterable, Mapping
 
@@ -64,7 +65,7 @@ class AgentDay:
         self._max_run = 0
         self._tail_run = 0
         self._stale = False
-        self._by_source: dict[str | None, list[float]] = {}
+        self._by_source: dict[str | None, array[float]] = {}
         # channel -> (timeline version, answers seen, cleared?)
         self._cleared: dict[str | None, tuple[int, int, bool]] = {}
 
@@ -73,7 +74,10 @@ class AgentDay:
     ) -> None:
         """Record an answer (in channel ``source_id``); an out-of-order one makes the streaks
         be recounted when read."""
-        self._by_source.setdefault(source_id, []).append(event_time)
+        times = self._by_source.get(source_id)
+        if times is None:
+            times = self._by_source[source_id] = array("d")
+        times.append(event_time)
         entry = (event_time, content_id, within_sla)
         if not self._answers or entry[:2] >= self._answers[-1][:2]:
             self._answers.append(entry)

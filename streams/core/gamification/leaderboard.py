@@ -29,9 +29,10 @@ Memory, per agent:
   its own source) and one ``(time, content id, within_sla)`` tuple per answer;
 - the last hour: one small tuple per activity.
 
-Dedupe works for activities of retained days. An activity of a day already pruned is added to
-the all-time totals only (its day's badges are final) and cannot be checked for duplicates, so
-the shell should replay the activity topic before it starts pruning. Waiting runs: every open
+Dedupe works for activities of retained days, and of days archived while catching up (a
+prune with ``settled``) until the next prune without it. An activity of a day already pruned
+is added to the all-time totals only (its day's badges are final); once caught up it cannot
+be checked for duplicates any more. Waiting runs: every open
 run, and the closed runs that end within the retained days (``prune`` forgets older ones:
 a closed run only decides answers during it). Nothing here knows about
 Kafka, HTTP or Prometheus.
@@ -43,7 +44,7 @@ import bisect
 import math
 from array import array
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime, time, tzinfo
 from itertools import chain
 from operator import itemgetter
@@ -116,7 +117,7 @@ class _DayTally:
     def __init__(self) -> None:
         self.replies = 0
         self.score_milli = 0
-        self.responses: list[float] = []
+        self.responses = array("d")  # sorted; 8 bytes a value
 
     def add(self, score_milli: int, response_seconds: float | None) -> None:
         self.replies += 1
@@ -219,7 +220,7 @@ def _rank_key(row: _Row) -> tuple[int, int, bool, float, str]:
     return (-score_milli, -replies, median is None, median or 0.0, agent_id)
 
 
-def _median_sorted(values: list[float]) -> float | None:
+def _median_sorted(values: Sequence[float]) -> float | None:
     if not values:
         return None
     middle = len(values) // 2
@@ -243,6 +244,8 @@ class Standings:
         self._books: dict[str, _AgentBook] = {}
         self._days: dict[int, dict[str, _AgentDay]] = {}
         self._seen: dict[int, set[str]] = {}
+        # Dedupe of days archived while catching up (``prune(settled=...)``): sorted hashes.
+        self._archived_seen: dict[int, array[int]] = {}
         self._winners: dict[int, str | None] = {}
         self._retained_from: int | None = None
         self._hour_floor: float | None = None
@@ -256,7 +259,10 @@ class Standings:
         """Count an activity; ``False`` when its content id was already counted."""
         day = self.day_of(activity.event_time)
         archived = self._retained_from is not None and day < self._retained_from
-        if not archived:
+        if archived:
+            if not self._first_time_archived(day, activity.content_id):
+                return False
+        else:
             seen = self._seen.setdefault(day, set())
             if activity.content_id in seen:
                 return False
@@ -302,16 +308,35 @@ class Standings:
         """Take a waiting run of the cluster; ``False`` when it changes nothing."""
         return self.waiting.add(run)
 
-    def prune(self, now: float) -> None:
+    def prune(self, now: float, settled: float | None = None) -> None:
         """Drop per-activity detail no window needs any more at ``now``.
 
         Keeps the calendar week of ``now`` and yesterday; days before that are folded into
         each agent's archived badges and all-time tallies, which are kept.
+
+        ``settled``: while the caller is still reading a backlog (a cold replica, a catch-up),
+        the event time before which it has read every activity and waiting run (its
+        watermark). A day is then archived only once it ended a whole day before the day of
+        ``settled`` (so a day's badges are decided on all of its activities and runs), and its
+        dedupe is kept as 8 bytes an activity until a prune without ``settled`` (caught up).
+        ``-inf``: nothing read yet, so only the last hour's detail is trimmed.
         """
         today = self.day_of(now)
-        cutoff = min(self._week_start(today), today - 1)
-        if self._retained_from is not None:
-            cutoff = max(cutoff, self._retained_from)
+        cutoff: int | None = min(self._week_start(today), today - 1)
+        if settled is not None and cutoff is not None:
+            cutoff = min(cutoff, self.day_of(settled) - 1) if math.isfinite(settled) else None
+        if cutoff is not None:
+            if self._retained_from is not None:
+                cutoff = max(cutoff, self._retained_from)
+            self._archive_before(cutoff, keep_dedupe=settled is not None)
+        floor = now - HOUR_SECONDS
+        self._hour_floor = floor if self._hour_floor is None else max(self._hour_floor, floor)
+        for book in self._books.values():
+            if book.recent and book.recent[0][0] <= self._hour_floor:
+                keep = bisect.bisect_right(book.recent, self._hour_floor, key=itemgetter(0))
+                del book.recent[:keep]
+
+    def _archive_before(self, cutoff: int, *, keep_dedupe: bool) -> None:
         for day in [d for d in self._days if d < cutoff]:
             winner = self._winner(day)
             for agent_id, agent_day in self._days.pop(day).items():
@@ -319,16 +344,27 @@ class Standings:
                 self._books[agent_id].archived_badges.update(earned)
             self._winners.pop(day, None)
         for day in [d for d in self._seen if d < cutoff]:
-            del self._seen[day]
+            seen = self._seen.pop(day)
+            if keep_dedupe:
+                self._archived_seen[day] = array("q", sorted(hash(c) for c in seen))
+        if not keep_dedupe:
+            self._archived_seen.clear()
         self._retained_from = cutoff
         start = datetime.combine(date.fromordinal(cutoff), time(), self.timezone).timestamp()
         self.waiting.forget_before(start)
-        floor = now - HOUR_SECONDS
-        self._hour_floor = floor if self._hour_floor is None else max(self._hour_floor, floor)
-        for book in self._books.values():
-            if book.recent and book.recent[0][0] <= self._hour_floor:
-                keep = bisect.bisect_right(book.recent, self._hour_floor, key=itemgetter(0))
-                del book.recent[:keep]
+
+    def _first_time_archived(self, day: int, content_id: str) -> bool:
+        """Whether an activity of an archived day is new, as far as its kept dedupe tells
+        (content ids as 64-bit hashes: a new id taken for a known one is ~10^-13 likely)."""
+        hashes = self._archived_seen.get(day)
+        if hashes is None:
+            return True
+        key = hash(content_id)
+        at = bisect.bisect_left(hashes, key)
+        if at < len(hashes) and hashes[at] == key:
+            return False
+        hashes.insert(at, key)
+        return True
 
     def leaderboard(
         self,
@@ -432,6 +468,7 @@ class Standings:
                     tallies.setdefault(agent_id, []).append(tally)
         rows: list[_Row] = []
         for agent_id, parts in tallies.items():
+            responses: Sequence[float]
             if len(parts) == 1:
                 responses = parts[0].responses
             else:

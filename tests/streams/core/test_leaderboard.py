@@ -252,6 +252,68 @@ def test_larger_random_days_equal_reference(seed: int) -> None:
     assert_matches_reference(standings, activities, later, zone, waits)
 
 
+@pytest.mark.parametrize("seed", range(8))
+def test_pruning_while_catching_up_changes_nothing(seed: int) -> None:
+    """A replica reading weeks of backlog prunes as it goes (``settled``: the event time it
+    has read up to): redeliveries of an archived day are still dropped, every day's badges
+    are decided on all of its activities and runs, and once caught up every window equals the
+    reference, as if it had read everything first."""
+    rng = random.Random(seed)
+    zone = "Europe/Paris" if seed % 2 else "UTC"
+    now = local("2024-10-30T15:00" if seed % 2 else "2024-06-12T12:00", zone)
+    activities = [
+        act(
+            rng.choice(["a0", "a1", "a2", "a3", "a4"]),
+            f"c{i}",
+            now - rng.uniform(0, 24 * 86400),
+            None if rng.random() < 0.2 else float(rng.choice([5, 59, 60, 61, 299, 301])),
+            source=rng.choice(["s0", "s1", "s2"]),
+            first=rng.random() < 0.3,
+        )
+        for i in range(700)
+    ]
+    runs, waits = waiting_runs(
+        [
+            (
+                rng.choice(["s0", "s1", "s2"]),
+                since := now - rng.uniform(0, 24 * 86400),
+                None if rng.random() < 0.05 else since + rng.uniform(0, 3 * 3600),
+            )
+            for _ in range(60)
+        ],
+        rng,
+    )
+    # As the topics hold them: in publish order, a few minutes after their event time (some
+    # up to 20 hours: a partition far behind); a redelivery (a processor restarted) up to six
+    # hours after the original.
+    published: list[tuple[float, AgentActivity | WaitingRun]] = [
+        (a.event_time + rng.uniform(0, 600 if rng.random() < 0.95 else 20 * 3600), a)
+        for a in activities
+    ]
+    published += [
+        (a.event_time + rng.uniform(600, 6 * 3600), a) for a in rng.sample(activities, k=150)
+    ]
+    published += [(r.since if r.until is None else r.until, r) for r in runs]
+    published.sort(key=lambda pair: pair[0])
+    standings = Standings(RULES, zone, DIRECTORY)
+    settled = -math.inf
+    archived_while_reading = False
+    for n, (_, record) in enumerate(published):
+        if isinstance(record, WaitingRun):
+            standings.add_waiting_run(record)
+            settled = max(settled, record.since if record.until is None else record.until)
+        else:
+            standings.add(record)
+            settled = max(settled, record.event_time)
+        if n % 50 == 0:  # as the replica: the latest event time read, whatever came late
+            standings.prune(now, settled=settled)
+            archived_while_reading |= bool(standings._archived_seen)
+    assert archived_while_reading  # the case under test happened
+    standings.prune(now)  # caught up
+    assert not standings._archived_seen
+    assert_matches_reference(standings, activities, now, zone, waits)
+
+
 def test_agent_summary_matches_leaderboards() -> None:
     now = local("2024-06-12T12:00", "UTC")
     activities = [
