@@ -9,6 +9,11 @@ answers the leaderboard, an agent's rank and the channels view for the whole clu
 same answer from every worker once it has caught up (badges are a function of the records,
 whatever order the topics are read in).
 
+Every ``prune_every_seconds`` the replica folds detail no window needs into the totals: once
+caught up, by the clock; while still reading a backlog (a cold start, a long catch-up), only
+the days that every partition still behind has read a whole day past (its watermark, see
+``_settled``), so memory follows the retained days, not the length of the backlog.
+
 ``ClusterReplica`` is the I/O; ``Standings`` (the rules) and ``merge_channels`` are pure.
 """
 
@@ -125,11 +130,6 @@ class ClusterReplica:
         last_prune = time.monotonic()
         while True:
             batches = await consumer.getmany(timeout_ms=500, max_records=5000)
-            if time.monotonic() - last_prune >= self.prune_every:
-                # Fold per-activity detail that no window needs into the totals; while still
-                # reading a backlog, only days that every partition has read well past.
-                self.standings.prune(time.time(), settled=await self._settled())
-                last_prune = time.monotonic()
             for tp, records in batches.items():
                 if tp.topic == self.activity_topic:
                     latest = self._read_until.get(tp, -math.inf)
@@ -165,6 +165,12 @@ class ClusterReplica:
                             self.undecodable += 1
                             continue
                         self.summaries[summary.partition] = summary
+            if time.monotonic() - last_prune >= self.prune_every:
+                # Fold per-activity detail that no window needs into the totals; while still
+                # reading a backlog, only days that every partition has read well past. After
+                # the batch is taken in: the consumer's positions already count it.
+                self.standings.prune(time.time(), settled=await self._settled())
+                last_prune = time.monotonic()
             rounds += 1
             complete = {tp.topic for tp in self._assigned} == set(self._topics)
             if not complete or rounds % 20 == 0:

@@ -140,7 +140,7 @@ class ContentsPipeline:
     async def stop(self) -> None:
         async with self._lock:
             for durable in list(self.owned.values()):
-                await self._flush(durable)
+                await self._flush(durable, last=True)
                 await self._drain(durable.partition, LAST_FLUSH_PATIENCE_SECONDS)
             self.owned.clear()
         for task in (self._committing, self._probing):
@@ -168,7 +168,7 @@ class ContentsPipeline:
                 if durable is None:
                     continue
                 try:
-                    await self._flush(durable)
+                    await self._flush(durable, last=True)
                     await self._drain(partition, LAST_FLUSH_PATIENCE_SECONDS)
                 except Exception:
                     log.exception("flush of revoked partition %d failed", partition)
@@ -199,11 +199,18 @@ class ContentsPipeline:
             if released:
                 self._outbox.setdefault(partition, []).extend(released)
             now = time.monotonic()
-            if (
-                threads.dirty_count >= self.max_dirty
-                or now - self._last_flush.get(partition, 0.0) >= self.flush_interval
-            ):
-                await self._flush(durable)
+            full = threads.dirty_count >= self.max_dirty
+            busy = None
+            if full or now - self._last_flush.get(partition, 0.0) >= self.flush_interval:
+                busy = await self._flush(durable)
+        if busy is not None and full:
+            # Kafka is slower than the rules: wait for it (outside the lock, so a revocation
+            # or a stop goes on), then flush, so that a flush never carries more than
+            # ``max_dirty_threads`` states and encoded flushes never pile up in memory.
+            await asyncio.wait([busy])
+            async with self._lock:
+                if self.owned.get(partition) is durable:
+                    await self._flush(durable)
 
     async def tick(self) -> None:
         """Clock work: release caught-up reorder buffers, flush, expire idle threads, commit,
@@ -334,22 +341,29 @@ class ContentsPipeline:
             )
         return by_partition
 
-    async def _flush(self, durable: DurablePartition) -> None:
+    async def _flush(
+        self, durable: DurablePartition, *, last: bool = False
+    ) -> asyncio.Task[None] | None:
         """Start making the partition's state durable; caller holds the lock.
 
         The records are encoded now (the state goes on changing); writing them waits in a
-        background task, so processing goes on while Kafka acknowledges. Flushes of one
-        partition complete in order: each waits for the previous one first.
+        background task, so processing goes on while Kafka acknowledges. One flush of a
+        partition is written at a time: while one is, another is not started (it would only
+        hold a second encoded copy of the states in memory) and the flush still being
+        written is returned; the next call takes everything changed meanwhile. ``last``
+        (revocation, stop): start it anyway, after the one being written.
         """
         partition = durable.partition
+        previous = self._inflight.get(partition)
+        if previous is not None and not previous.done() and not last:
+            return previous
         self._last_flush[partition] = time.monotonic()
         if (
             not durable.needs_flush
             and not self._outbox.get(partition)
             and not self._runs_outbox.get(partition)
         ):
-            return
-        previous = self._inflight.get(partition)
+            return None
         activities = self._outbox.pop(partition, [])
         runs = self._runs_outbox.pop(partition, [])
         batch = prepare_flush(durable)
@@ -359,6 +373,7 @@ class ContentsPipeline:
         )
         task.add_done_callback(self._on_written)
         self._inflight[partition] = task
+        return None
 
     def _on_written(self, task: asyncio.Task[None]) -> None:
         if task.cancelled() or task.exception() is None:

@@ -1,6 +1,7 @@
 """The cluster replica on a fresh cluster: topics that appear after the worker started.
 
-First the replica alone (real broker): a topic created after it started is found. Then a
+First the replica alone (real broker): a topic created after it started is found, and a
+backlog of weeks is pruned while it is read without changing the totals. Then a
 whole worker: started on a broker where none of its topics exist yet, it creates the contents
 topic and the side topics itself, and ``GET /api/v1/channels`` must list the channels of
 the traffic that follows, without a restart.
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -20,6 +22,7 @@ from devkit.broker import LocalKafka
 from engage_streams.settings import Settings
 from engage_streams.topics import create_topics
 from simulator.scenario import ScenarioConfig, generate
+from streams.core.gamification.activity import AgentActivity, encode_activity
 from streams.core.gamification.leaderboard import Standings
 from streams.core.gamification.scoring import ScoringRules
 from streams.core.responses.channels import PartitionSummary, encode_summary
@@ -99,3 +102,85 @@ async def test_the_replica_finds_a_topic_created_after_it_started(
             await asyncio.sleep(0.25)
     finally:
         await replica.stop()
+
+
+class _RecordingStandings(Standings):
+    """Standings that note what each prune was told and left behind."""
+
+    def __init__(self) -> None:
+        super().__init__(ScoringRules(), "UTC")
+        self.prunes: list[tuple[float | None, int]] = []
+
+    def prune(self, now: float, settled: float | None = None) -> None:
+        super().prune(now, settled)
+        self.prunes.append((settled, len(self._archived_seen)))
+
+
+async def test_the_replica_archives_days_while_it_reads_a_backlog(
+    kafka_broker: LocalKafka, kafka_settings: Settings
+) -> None:
+    """Three weeks of activities (some redelivered a few hundred records later) read by a cold
+    replica: it archives days as it goes, drops the redeliveries of archived days, and ends
+    with the totals of a replica that read everything first."""
+    suffix = kafka_settings.app_id.rsplit("-", 1)[-1]
+    activity_topic, waiting = f"engage.agent-activity.{suffix}", f"engage.waiting.{suffix}"
+    summaries = f"engage.summaries.{suffix}"
+    await create_topics(
+        kafka_broker.bootstrap_servers, {activity_topic: 2, waiting: 1, summaries: 1}
+    )
+    start = datetime(2024, 3, 1, tzinfo=UTC).timestamp()
+    activities = [
+        AgentActivity(
+            agent_id=f"a{i % 7}",
+            content_id=f"c{i}",
+            thread_id=f"t{i}",
+            source_id=f"s{i % 3}",
+            source_type="email",
+            event_time=start + i * 60.0,  # 30,000 minutes: ~21 days
+            response_seconds=float(i % 400),
+            first_response=i % 5 == 0,
+            within_sla=i % 400 < 300,
+        )
+        for i in range(30_000)
+    ]
+    published = list(activities)
+    for i in range(0, 30_000, 97):  # a redelivery ~300 records (5 hours) after the original
+        published.insert(min(len(published), i + 300), activities[i])
+    await produce(
+        kafka_broker.bootstrap_servers,
+        activity_topic,
+        [(a.agent_id.encode(), encode_activity(a)) for a in published],
+    )
+    standings = _RecordingStandings()
+    replica = ClusterReplica(
+        bootstrap_servers=kafka_broker.bootstrap_servers,
+        activity_topic=activity_topic,
+        summary_topic=summaries,
+        waiting_topic=waiting,
+        standings=standings,
+        prune_every_seconds=0.0,
+    )
+    await replica.start()
+    try:
+        deadline = time.monotonic() + 120
+        while not standings.prunes or standings.prunes[-1][0] is not None:
+            assert time.monotonic() < deadline, "the replica never caught up"
+            await asyncio.sleep(0.1)
+    finally:
+        await replica.stop()
+    assert any(settled is not None and kept for settled, kept in standings.prunes), (
+        "no day was archived while reading"
+    )
+    assert standings._archived_seen == {}  # caught up: the kept dedupe is let go
+    reference = Standings(ScoringRules(), "UTC")
+    for activity in activities:
+        reference.add(activity)
+    now = time.time()
+    reference.prune(now)
+    assert standings.leaderboard("all", now, limit=100) == reference.leaderboard(
+        "all", now, limit=100
+    )
+    for source in ("s0", "s1", "s2"):
+        assert standings.leaderboard("all", now, source=source) == reference.leaderboard(
+            "all", now, source=source
+        )
