@@ -54,6 +54,11 @@ from streams.worker.watchdog import KafkaWatchdog
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+#: Flushes of one partition encoded and not yet acknowledged, at most: one being written and
+#: one waiting for it, so that processing goes on meanwhile; more would only hold more
+#: encoded copies of the states in memory.
+FLUSHES_IN_FLIGHT = 2
+
 #: How long a revoked partition's or a stopping worker's last flush may take.
 LAST_FLUSH_PATIENCE_SECONDS = 20.0
 #: Longest wait between two attempts of a flush that Kafka did not acknowledge.
@@ -118,6 +123,8 @@ class ContentsPipeline:
         # Waiting runs opened or closed but not yet taken by a flush, per partition.
         self._runs_outbox: dict[int, list[WaitingRun]] = {}
         self._inflight: dict[int, asyncio.Task[None]] = {}
+        # Flushes of each partition started and not complete (at most FLUSHES_IN_FLIGHT).
+        self._flights: dict[int, list[asyncio.Task[None]]] = {}
         # Offsets to commit (partition -> next offset to read), one commit at a time.
         self._to_commit: dict[int, int] = {}
         self._committing: asyncio.Task[None] | None = None
@@ -305,6 +312,7 @@ class ContentsPipeline:
         if not self._unwritable:
             self.health.ready_again("state_unwritable")
         self._inflight.pop(partition, None)
+        self._flights.pop(partition, None)
         self._last_expiry.pop(partition, None)
         self._local.pop(partition, None)
         self._last_flush.pop(partition, None)
@@ -347,16 +355,19 @@ class ContentsPipeline:
         """Start making the partition's state durable; caller holds the lock.
 
         The records are encoded now (the state goes on changing); writing them waits in a
-        background task, so processing goes on while Kafka acknowledges. One flush of a
-        partition is written at a time: while one is, another is not started (it would only
-        hold a second encoded copy of the states in memory) and the flush still being
-        written is returned; the next call takes everything changed meanwhile. ``last``
-        (revocation, stop): start it anyway, after the one being written.
+        background task, so processing goes on while Kafka acknowledges; flushes of one
+        partition are written in order, each after the previous one. With
+        ``FLUSHES_IN_FLIGHT`` of them not acknowledged yet, no other is started (it would only
+        hold one more encoded copy of the states in memory): the oldest is returned, and the
+        next call takes everything changed meanwhile. ``last`` (revocation, stop): start it
+        anyway, after the others.
         """
         partition = durable.partition
+        flights = [t for t in self._flights.get(partition, ()) if not t.done()]
+        self._flights[partition] = flights
+        if len(flights) >= FLUSHES_IN_FLIGHT and not last:
+            return flights[0]
         previous = self._inflight.get(partition)
-        if previous is not None and not previous.done() and not last:
-            return previous
         self._last_flush[partition] = time.monotonic()
         if (
             not durable.needs_flush
@@ -373,6 +384,7 @@ class ContentsPipeline:
         )
         task.add_done_callback(self._on_written)
         self._inflight[partition] = task
+        flights.append(task)
         return None
 
     def _on_written(self, task: asyncio.Task[None]) -> None:
