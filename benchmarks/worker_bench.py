@@ -94,9 +94,12 @@ async def ceiling(bootstrap: str, topic: str, partitions: int, total: int) -> fl
 def lag_of(port: int, timeout: float = 2.0) -> tuple[int, float] | None:
     """(partitions reported, total lag) from the worker's /metrics, None when not up."""
     try:
-        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=timeout).text
+        response = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=timeout)
     except httpx.HTTPError:
         return None
+    if response.status_code != 200:  # 503 "starting": the start-up answerer, not the worker
+        return None
+    text = response.text
     owned, lag = 0, 0.0
     for family in text_string_to_metric_families(text):
         if family.name == "engage_stream_lag_messages":
