@@ -27,7 +27,6 @@ import asyncio
 import functools
 import logging
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -123,9 +122,9 @@ class ContentsPipeline:
         self._outbox: dict[int, list[AgentActivity]] = {}
         # Waiting runs opened or closed but not yet taken by a flush, per partition.
         self._runs_outbox: dict[int, list[WaitingRun]] = {}
-        # The latest flushes started of each partition, oldest first. Each waits for the one
-        # before it, so the ones not complete are always the latest.
-        self._flights: dict[int, deque[asyncio.Task[None]]] = {}
+        self._inflight: dict[int, asyncio.Task[None]] = {}
+        # Flushes of each partition started and not complete (at most FLUSHES_IN_FLIGHT).
+        self._flights: dict[int, list[asyncio.Task[None]]] = {}
         # Offsets to commit (partition -> next offset to read), one commit at a time.
         self._to_commit: dict[int, int] = {}
         self._committing: asyncio.Task[None] | None = None
@@ -312,6 +311,7 @@ class ContentsPipeline:
         self._unwritable.discard(partition)
         if not self._unwritable:
             self.health.ready_again("state_unwritable")
+        self._inflight.pop(partition, None)
         self._flights.pop(partition, None)
         self._last_expiry.pop(partition, None)
         self._local.pop(partition, None)
@@ -363,10 +363,11 @@ class ContentsPipeline:
         anyway, after the others.
         """
         partition = durable.partition
-        flights = self._flights.setdefault(partition, deque(maxlen=FLUSHES_IN_FLIGHT))
-        if len(flights) == FLUSHES_IN_FLIGHT and not flights[0].done() and not last:
+        flights = [t for t in self._flights.get(partition, ()) if not t.done()]
+        self._flights[partition] = flights
+        if len(flights) >= FLUSHES_IN_FLIGHT and not last:
             return flights[0]
-        previous = flights[-1] if flights else None
+        previous = self._inflight.get(partition)
         self._last_flush[partition] = time.monotonic()
         if (
             not durable.needs_flush
@@ -382,6 +383,7 @@ class ContentsPipeline:
             name=f"flush-{partition}",
         )
         task.add_done_callback(self._on_written)
+        self._inflight[partition] = task
         flights.append(task)
         return None
 
@@ -397,11 +399,11 @@ class ContentsPipeline:
     async def _drain(self, partition: int, patience: float | None = None) -> None:
         """Wait until every flush started for ``partition`` is complete (at most ``patience``
         seconds: past that the partition resumes from its last durable state elsewhere)."""
-        flights = self._flights.get(partition)
-        if not flights:
+        task = self._inflight.get(partition)
+        if task is None:
             return
         try:
-            await asyncio.wait_for(asyncio.shield(flights[-1]), patience)
+            await asyncio.wait_for(asyncio.shield(task), patience)
         except TimeoutError:
             log.warning(
                 "last flush of partition %d not acknowledged within %.0f s; its partition "

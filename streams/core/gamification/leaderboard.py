@@ -322,10 +322,9 @@ class Standings:
         ``-inf``: nothing read yet, so only the last hour's detail is trimmed.
         """
         today = self.day_of(now)
-        by_clock = min(self._week_start(today), today - 1)
-        cutoff: int | None = by_clock
-        if settled is not None:
-            cutoff = min(by_clock, self.day_of(settled) - 1) if math.isfinite(settled) else None
+        cutoff: int | None = min(self._week_start(today), today - 1)
+        if settled is not None and cutoff is not None:
+            cutoff = min(cutoff, self.day_of(settled) - 1) if math.isfinite(settled) else None
         if cutoff is not None:
             if self._retained_from is not None:
                 cutoff = max(cutoff, self._retained_from)

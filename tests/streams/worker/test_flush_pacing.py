@@ -64,7 +64,7 @@ async def test_at_most_two_flushes_of_a_partition_in_flight() -> None:
     kafka_done.set()
     await busy
     assert await pipeline._flush(durable) is None  # a slot is free: it starts, with both
-    await asyncio.wait([pipeline._flights[0][-1]])
+    await asyncio.wait([pipeline._inflight[0]])
     assert written == [{"t1"}, {"t2"}, {"t3", "t4"}] and durable.threads.dirty_count == 0
     # A last flush (revocation, stop) does not wait for a slot.
     kafka_done.clear()
@@ -74,5 +74,5 @@ async def test_at_most_two_flushes_of_a_partition_in_flight() -> None:
     durable.threads.put("t7", state)
     assert await pipeline._flush(durable, last=True) is None
     kafka_done.set()
-    await asyncio.wait([pipeline._flights[0][-1]])
+    await asyncio.wait([pipeline._inflight[0]])
     assert written[3:] == [{"t5"}, {"t6"}, {"t7"}]
