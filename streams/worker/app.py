@@ -43,6 +43,7 @@ from streams.worker.contents import ContentsPipeline
 from streams.worker.enrichment import fetch_platform_names, fetch_reference, merge_reference
 from streams.worker.faust_batch import BatchApp, RecoveryProgress, RecoveryWatch
 from streams.worker.health import WorkerHealth
+from streams.worker.memory import TRIM_EVERY_SECONDS, release_free_memory
 from streams.worker.web import WorkerWeb
 
 log = logging.getLogger(__name__)
@@ -66,8 +67,8 @@ CHANGELOG_TOPIC_CONFIG = {
 #: the hot thread states live in ``ThreadCache`` anyway.
 ROCKSDB_OPTIONS = {
     "driver": "rocksdict",
-    "block_cache_size": 32 * 1024 * 1024,
-    "write_buffer_size": 16 * 1024 * 1024,
+    "block_cache_size": 8 * 1024 * 1024,
+    "write_buffer_size": 8 * 1024 * 1024,
     "max_write_buffer_number": 2,
 }
 
@@ -249,6 +250,10 @@ def build_app(settings: Settings) -> BatchApp:
     @app.timer(0.25)  # type: ignore[untyped-decorator]
     async def _tick() -> None:
         await pipeline.tick()
+
+    @app.timer(TRIM_EVERY_SECONDS)  # type: ignore[untyped-decorator]
+    async def _give_back_memory() -> None:
+        release_free_memory()
 
     @app.service
     class ClusterServices(mode.Service):

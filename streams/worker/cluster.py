@@ -74,7 +74,10 @@ class ClusterReplica:
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            max_partition_fetch_bytes=8 * 1024 * 1024,
+            # A fetch answer and the records unpacked from it stay in memory until read:
+            # 1 MiB a partition (aiokafka's default) and 8 MiB an answer keep that small.
+            max_partition_fetch_bytes=1024 * 1024,
+            fetch_max_bytes=8 * 1024 * 1024,
         )
         await self._consumer.start()
         await self._assign_all()

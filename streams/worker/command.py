@@ -15,6 +15,7 @@ from streams.core.directory import load_directory
 from streams.core.gamification.scoring import load_scoring_rules
 from streams.core.responses.sla import SlaPolicy
 from streams.worker import early_web
+from streams.worker.memory import fix_mmap_threshold
 
 
 def check_config(settings: Settings) -> None:
@@ -38,6 +39,7 @@ def check_config(settings: Settings) -> None:
 
 def main(settings: Settings, loglevel: str = "info") -> int:
     check_config(settings)
+    fix_mmap_threshold()
     early_web.start(settings.worker_host, settings.worker_web_port)
 
     from faust.worker import Worker

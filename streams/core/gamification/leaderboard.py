@@ -22,7 +22,7 @@ answer ``all``. A leaderboard over 1,000 agents x 100k activities takes a few mi
 Memory, per agent:
 
 - all time: one tally per source it worked on, plus one over all sources; each keeps every
-  response time as 8 bytes in buckets of 1/128 of an octave (``_LifetimeTally``), so
+  response time as 8 bytes in buckets of 1/8 of an octave (``_LifetimeTally``), so
   all-time medians stay exact;
 - retained days (``prune`` keeps the current calendar week and yesterday, so at most 8 days):
   per activity one content id (dedupe), one score, one response time (twice: all sources and
@@ -129,10 +129,12 @@ class _DayTally:
 class _LifetimeTally:
     """All-time replies and points, with every response time kept exactly but compactly.
 
-    Response times sit in buckets of 1/128 of an octave (``_bucket``), each an
+    Response times sit in buckets of 1/8 of an octave (``_bucket``), each an
     ``array("d")`` (8 bytes a value, not a float object and a dict entry): the exact median
     is found by counting along the sorted buckets, then sorting the one bucket that holds it.
-    At most ~128 buckets per octave of response times, so a few thousand per tally.
+    At most 8 buckets per octave of response times, so ~150 per tally from 1 s to a week:
+    finer buckets mostly held one value each, ~120 bytes of array for 8 bytes of value (at
+    400,000 threads 520,000 arrays, growing with every answer).
     """
 
     __slots__ = ("_buckets", "_median", "answers", "replies", "score_milli")
@@ -178,13 +180,13 @@ class _LifetimeTally:
 
 
 def _bucket(seconds: float) -> float:
-    """The lower bound of the bucket of ``seconds``: buckets are 1/128 of an octave wide, so
+    """The lower bound of the bucket of ``seconds``: buckets are 1/8 of an octave wide, so
     their order is the order of the values they hold (zero, negative and infinite values
     are their own bucket)."""
     if seconds <= 0.0 or math.isinf(seconds):
         return seconds
     mantissa, exponent = math.frexp(seconds)
-    return math.ldexp(math.floor(mantissa * 128) / 128, exponent)
+    return math.ldexp(math.floor(mantissa * 16) / 16, exponent)
 
 
 class _AgentDay:
