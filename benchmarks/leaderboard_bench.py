@@ -4,9 +4,11 @@ Feeds ``Standings`` with ``--activities`` random activities of ``--agents`` agen
 days (three sources, 80% answers, each answer with the closed waiting run it ends), then asks
 every window, all sources and one, ``--repeat`` times -- a new waiting run arriving before
 each question, as live, so ``cleared_backlog`` is re-decided for a channel each time -- and
-prints the median and worst time per question and the feeding rate. It was a
-wall-clock assertion in the unit tests (< 100 ms for 1,000 agents and 100k activities);
-timings are measured here, not asserted.
+prints the median and worst time per question, the feeding rate (CPU time per activity) and
+the memory the standings took (RSS before and after feeding). Every worker keeps the whole
+cluster's standings (``streams.worker.cluster``): the cluster pays these figures once a
+worker. It was a wall-clock assertion in the unit tests (< 100 ms for 1,000 agents and 100k
+activities); timings are measured here, not asserted.
 
     .venv/bin/python benchmarks/leaderboard_bench.py --agents 10000 --activities 1000000
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import resource
 import statistics
 import sys
 import time
@@ -40,6 +43,8 @@ def main() -> None:
     rng = random.Random(7)
     now = datetime(2024, 10, 27, 20, tzinfo=ZoneInfo(args.zone)).timestamp()
     standings = Standings(ScoringRules(), args.zone)
+    rss_before = _rss_mb()
+    cpu_started = time.process_time()
     started = time.perf_counter()
     for i in range(args.activities):
         answer = rng.random() < 0.8
@@ -70,9 +75,18 @@ def main() -> None:
             )
         )
     fed = time.perf_counter() - started
+    cpu = time.process_time() - cpu_started
     print(
         f"fed {args.activities:,} activities of {args.agents:,} agents in {fed:.2f} s "
-        f"({args.activities / fed:,.0f} activities/s), {len(standings.waiting):,} waiting runs"
+        f"({args.activities / fed:,.0f} activities/s, {cpu / args.activities * 1e6:.0f} µs CPU "
+        f"each with its waiting run), {len(standings.waiting):,} waiting runs"
+    )
+    rss_after = _rss_mb()
+    print(
+        f"memory: RSS {rss_before:,.0f} MB before feeding, {rss_after:,.0f} MB after "
+        f"(+{rss_after - rss_before:,.0f} MB, peak {_peak_rss_mb():,.0f} MB); "
+        f"at 1 M activities a day one worker's replica spends {cpu / args.activities * 1e6:.0f} s "
+        "of CPU a day taking them in"
     )
     for window in WINDOWS:
         for source in (None, "s1"):
@@ -97,6 +111,17 @@ def main() -> None:
                 f"median {statistics.median(times) * 1000:7.2f} ms  "
                 f"max {max(times) * 1000:7.2f} ms  entries={len(entries)}"
             )
+
+
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 if __name__ == "__main__":

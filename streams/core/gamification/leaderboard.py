@@ -22,8 +22,8 @@ answer ``all``. A leaderboard over 1,000 agents x 100k activities takes a few mi
 Memory, per agent:
 
 - all time: one tally per source it worked on, plus one over all sources; each keeps every
-  response time as 8 bytes in buckets of 1/8 of an octave (``_LifetimeTally``), so
-  all-time medians stay exact;
+  response time as 8 bytes, in one sorted array while small and in buckets of 1/8 of an
+  octave past ``SMALL_TALLY`` answers (``_LifetimeTally``), so all-time medians stay exact;
 - retained days (``prune`` keeps the current calendar week and yesterday, so at most 8 days):
   per activity one content id (dedupe), one score, one response time (twice: all sources and
   its own source) and one ``(time, content id, within_sla)`` tuple per answer;
@@ -126,23 +126,29 @@ class _DayTally:
             bisect.insort(self.responses, response_seconds)
 
 
+#: Answers up to which an all-time tally keeps its response times in one sorted array.
+SMALL_TALLY = 1024
+
+
 class _LifetimeTally:
     """All-time replies and points, with every response time kept exactly but compactly.
 
-    Response times sit in buckets of 1/8 of an octave (``_bucket``), each an
-    ``array("d")`` (8 bytes a value, not a float object and a dict entry): the exact median
-    is found by counting along the sorted buckets, then sorting the one bucket that holds it.
-    At most 8 buckets per octave of response times, so ~150 per tally from 1 s to a week:
-    finer buckets mostly held one value each, ~120 bytes of array for 8 bytes of value (at
-    400,000 threads 520,000 arrays, growing with every answer).
+    Up to ``SMALL_TALLY`` answers, the response times are one sorted ``array("d")`` (8 bytes
+    a value). Past that they sit in buckets of 1/8 of an octave (``_bucket``), each an
+    ``array("d")``: the exact median is found by counting along the sorted buckets, then
+    sorting the one bucket that holds it. At most 8 buckets per octave of response times, so
+    ~150 per tally from 1 s to a week. Buckets from the first answer cost ~100 bytes of array
+    per value while a tally is small (most values alone in their bucket): at 10,000 agents
+    that was most of the all-time tallies' memory.
     """
 
-    __slots__ = ("_buckets", "_median", "answers", "replies", "score_milli")
+    __slots__ = ("_buckets", "_median", "_sorted", "answers", "replies", "score_milli")
 
     def __init__(self) -> None:
         self.replies = 0
         self.score_milli = 0
         self.answers = 0
+        self._sorted: array[float] | None = array("d")
         self._buckets: dict[float, array[float]] = {}
         self._median: float | None = None
 
@@ -153,6 +159,17 @@ class _LifetimeTally:
             return
         self.answers += 1
         self._median = None
+        if self._sorted is not None:
+            bisect.insort(self._sorted, response_seconds)
+            if len(self._sorted) < SMALL_TALLY:
+                return
+            values, self._sorted = self._sorted, None
+            for value in values:
+                self._into_bucket(value)
+            return
+        self._into_bucket(response_seconds)
+
+    def _into_bucket(self, response_seconds: float) -> None:
         key = _bucket(response_seconds)
         values = self._buckets.get(key)
         if values is None:
@@ -170,6 +187,8 @@ class _LifetimeTally:
 
     def _at_rank(self, rank: int) -> float:
         """The response time at ``rank`` (0-based) in ascending order."""
+        if self._sorted is not None:
+            return self._sorted[rank]
         seen = 0
         for key in sorted(self._buckets):
             values = self._buckets[key]

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from streams.core.directory import AgentProfile, Directory
 from streams.core.gamification.activity import AgentActivity
-from streams.core.gamification.leaderboard import WINDOWS, Standings
+from streams.core.gamification.leaderboard import SMALL_TALLY, WINDOWS, Standings, _LifetimeTally
 from streams.core.gamification.scoring import ScoringRules
 from streams.core.gamification.waiting import WaitingRun
 from tests.references.leaderboard import (
@@ -476,3 +476,19 @@ def test_badges_of_pruned_days_stay_in_all() -> None:
     # A late activity of a pruned day still counts in all-time totals.
     assert standings.add(act("a0", "late", monday + 3600, None))
     assert standings.leaderboard("all", two_weeks_later)[0].replies == 5
+
+
+@pytest.mark.parametrize("answers", [1, 2, 7, SMALL_TALLY - 1, SMALL_TALLY, SMALL_TALLY + 1, 5000])
+def test_all_time_medians_are_exact_below_and_past_the_small_tally(answers: int) -> None:
+    rng = random.Random(answers)
+    tally = _LifetimeTally()
+    values: list[float] = []
+    for i in range(answers):
+        # repeated values, zero and a few huge ones among ordinary response times
+        value = rng.choice([0.0, 30.0, 30.0, 1e9]) if i % 13 == 0 else rng.uniform(0.5, 9000)
+        tally.add(100, value)
+        tally.add(100, None)  # a reply that answers nothing
+        values.append(value)
+        if i % 97 == 0 or i == answers - 1:
+            assert tally.median() == statistics.median(values)
+    assert (tally.answers, tally.replies) == (answers, 2 * answers)
