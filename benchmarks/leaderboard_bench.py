@@ -16,6 +16,7 @@ activities); timings are measured here, not asserted.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import resource
 import statistics
@@ -27,6 +28,7 @@ from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.recovery_bench import rss_bytes
 from streams.core.gamification.activity import AgentActivity
 from streams.core.gamification.leaderboard import WINDOWS, Standings
 from streams.core.gamification.scoring import ScoringRules
@@ -43,7 +45,7 @@ def main() -> None:
     rng = random.Random(7)
     now = datetime(2024, 10, 27, 20, tzinfo=ZoneInfo(args.zone)).timestamp()
     standings = Standings(ScoringRules(), args.zone)
-    rss_before = _rss_mb()
+    rss_before = rss_bytes(os.getpid()) / 2**20
     cpu_started = time.process_time()
     started = time.perf_counter()
     for i in range(args.activities):
@@ -75,17 +77,18 @@ def main() -> None:
             )
         )
     fed = time.perf_counter() - started
-    cpu = time.process_time() - cpu_started
+    cpu_micros = (time.process_time() - cpu_started) / args.activities * 1e6
     print(
         f"fed {args.activities:,} activities of {args.agents:,} agents in {fed:.2f} s "
-        f"({args.activities / fed:,.0f} activities/s, {cpu / args.activities * 1e6:.0f} µs CPU "
+        f"({args.activities / fed:,.0f} activities/s, {cpu_micros:.0f} µs CPU "
         f"each with its waiting run), {len(standings.waiting):,} waiting runs"
     )
-    rss_after = _rss_mb()
+    rss_after = rss_bytes(os.getpid()) / 2**20
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
         f"memory: RSS {rss_before:,.0f} MB before feeding, {rss_after:,.0f} MB after "
-        f"(+{rss_after - rss_before:,.0f} MB, peak {_peak_rss_mb():,.0f} MB); "
-        f"at 1 M activities a day one worker's replica spends {cpu / args.activities * 1e6:.0f} s "
+        f"(+{rss_after - rss_before:,.0f} MB, peak {peak:,.0f} MB); "
+        f"at 1 M activities a day one worker's replica spends {cpu_micros:.0f} s "
         "of CPU a day taking them in"
     )
     for window in WINDOWS:
@@ -111,17 +114,6 @@ def main() -> None:
                 f"median {statistics.median(times) * 1000:7.2f} ms  "
                 f"max {max(times) * 1000:7.2f} ms  entries={len(entries)}"
             )
-
-
-def _rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 if __name__ == "__main__":

@@ -13,14 +13,11 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import logging
 from functools import cache
-
-log = logging.getLogger(__name__)
 
 #: ``mallopt`` parameter of glibc's ``malloc.h``.
 M_MMAP_THRESHOLD = -3
-#: Blocks from this size up are mapped on their own (glibc's initial, not raised any more).
+#: Blocks from this size up are mapped on their own (glibc starts at 128 KiB and raises it).
 MMAP_THRESHOLD_BYTES = 256 * 1024
 #: How often the worker gives its heap's free pages back.
 TRIM_EVERY_SECONDS = 10.0

@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import platform
-from pathlib import Path
 
 import pytest
 
+from benchmarks.recovery_bench import rss_bytes
 from streams.worker.memory import fix_mmap_threshold, release_free_memory
 
 glibc_only = pytest.mark.skipif(
     platform.libc_ver()[0] != "glibc", reason="malloc_trim and mallopt are glibc's"
 )
-
-
-def _rss_bytes() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
 
 
 @glibc_only
@@ -33,8 +27,8 @@ def test_freed_heap_pages_go_back_to_the_system() -> None:
     blocks = [bytes(2048) for _ in range(100_000)]
     kept = blocks[::10]
     del blocks
-    before = _rss_bytes()
+    before = rss_bytes(os.getpid())
     assert release_free_memory() is True
-    after = _rss_bytes()
+    after = rss_bytes(os.getpid())
     assert before - after > 50 * 1024 * 1024, (before, after)
     assert len(kept) == 10_000
