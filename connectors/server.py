@@ -225,9 +225,14 @@ class _Receiver:
         self, endpoint: Endpoint, request: web.Request, parse: Parser
     ) -> web.Response:
         body_timeout = self.settings.connector_body_timeout_seconds
+        limit = self.settings.max_body_bytes
         try:
-            async with asyncio.timeout(body_timeout):
-                raw = await _read_bounded(request, self.settings.max_body_bytes)
+            # A small body usually came with the headers: taken at once, with no deadline
+            # to arm (a timer per delivery is ~4 % of the connector's CPU).
+            complete, raw = _complete_body(request, limit)
+            if not complete:
+                async with asyncio.timeout(body_timeout):
+                    raw = await _read_bounded(request, limit)
         except TimeoutError:
             self.metrics.rejected.labels(BODY_TIMEOUT).inc()
             response = self._refuse(endpoint, 408, f"body not received within {body_timeout} s")
@@ -357,16 +362,26 @@ def _same(given: str | None, expected: str) -> bool:
     )
 
 
-async def _read_bounded(request: web.Request, limit: int) -> bytes | None:
-    """The body, or ``None`` as soon as it is known to exceed ``limit`` bytes (the caller
-    bounds the time: a client trickling its body must not hold a connection for ever)."""
+def _complete_body(request: web.Request, limit: int) -> tuple[bool, bytes | None]:
+    """``(True, body)`` when the body is known without waiting (``None`` when it is over
+    ``limit``: declared so, or complete and longer), else ``(False, None)``."""
     declared = request.content_length
     if declared is not None and declared > limit:
-        return None
+        return True, None
     content = request.content
     if content.is_eof():  # small bodies arrive with the headers: already complete
         whole = content.read_nowait()
-        return whole if len(whole) <= limit else None
+        return True, (whole if len(whole) <= limit else None)
+    return False, None
+
+
+async def _read_bounded(request: web.Request, limit: int) -> bytes | None:
+    """The body, or ``None`` as soon as it is known to exceed ``limit`` bytes (the caller
+    bounds the time: a client trickling its body must not hold a connection for ever)."""
+    complete, known = _complete_body(request, limit)
+    if complete:
+        return known
+    content = request.content
     chunks: list[bytes] = []
     size = 0
     while True:

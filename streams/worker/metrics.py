@@ -1,8 +1,9 @@
 """The worker's Prometheus registry: durable partition numbers plus live worker gauges.
 
-- ``PartitionCollector`` (``streams.worker.exporter``): the contract's counters, histograms and
+- ``render_partitions`` (``streams.worker.exporter``): the contract's counters, histograms and
   backlog gauges: counters from the flushed state of the partitions this worker owns now,
-  backlog from their live state.
+  backlog from their live state (the text written directly: the library's families cost
+  ~10 us a sample).
 - ``WorkerCollector`` (here): ``engage_stream_lag_messages`` per owned partition,
   ``engage_unreadable_records_total``, and -- from the worker that owns partition 0 of the
   contents topic only, so that ``sum()``/``max()`` over workers see each series once --
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -27,7 +28,7 @@ from streams.core.responses.channels import merge_channels
 from streams.core.responses.partition import backlog
 from streams.worker.cluster import ClusterReplica
 from streams.worker.contents import ContentsPipeline
-from streams.worker.exporter import PartitionCollector
+from streams.worker.exporter import render_partitions
 from streams.worker.health import HealthCollector, WorkerHealth
 
 
@@ -121,7 +122,9 @@ class MetricsPage:
     on the loop only what is cheap and mutable -- the live backlog of each owned partition,
     lag, health, leaderboard gauges -- and renders the rest (the durable counters and
     histograms of the flushed, immutable partition snapshots: the bulk of the text) in a
-    thread, so the loop goes on processing meanwhile.
+    thread, so the loop goes on processing meanwhile. A thread still holds the GIL while it
+    renders, so the text is also cheap to make: ``render_partitions`` writes it directly
+    (16 ms instead of 199 ms for 15,700 lines, 180k events on 4 partitions, 200 agents).
     """
 
     def __init__(
@@ -151,22 +154,30 @@ class MetricsPage:
 
     async def _render(self) -> bytes:
         try:
-            registry = self.frozen_registry()
-            body = await asyncio.to_thread(generate_latest, registry)
+            body = await asyncio.to_thread(self.frozen_page())
             self._body, self._rendered_at = body, time.monotonic()
             return body
         finally:
             self._refresh = None
 
-    def frozen_registry(self) -> CollectorRegistry:
-        """A registry over what the pipeline holds now, safe to render in another thread."""
+    def frozen_page(self) -> Callable[[], bytes]:
+        """Takes what the pipeline holds now; returns the page's renderer, safe to call in
+        another thread (it reads only immutable snapshots and values taken here)."""
         now = time.time()
         snapshots = dict(self.pipeline.snapshots())
         live = {p: backlog(d.state, now) for p, d in self.pipeline.owned.items()}
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(_Collected(HealthCollector(self.health).collect()))
-        registry.register(
-            PartitionCollector(lambda: snapshots, lambda: now, self.topic, lambda: live)
-        )
-        registry.register(_Collected(self.worker.collect()))
-        return registry
+        health = _Collected(HealthCollector(self.health).collect())
+        worker = _Collected(self.worker.collect())
+        topic = self.topic
+
+        def render() -> bytes:
+            partitions = render_partitions(snapshots, live, now, topic).encode()
+            return b"".join((_latest(health), partitions, _latest(worker)))
+
+        return render
+
+
+def _latest(collector: Collector) -> bytes:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    return generate_latest(registry)

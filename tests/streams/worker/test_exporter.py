@@ -20,7 +20,8 @@ from streams.core.responses.partition import (
     WaitingThread,
 )
 from streams.core.responses.sla import SlaPolicy
-from streams.worker.exporter import PartitionCollector
+from streams.core.responses.totals import BUCKET_BOUNDS, Histogram
+from streams.worker.exporter import Backlog, PartitionCollector, render_partitions
 from tests.plugins.stores import MemoryThreadStore
 from tests.references.responses import Expected, reference
 
@@ -46,8 +47,20 @@ def hand_made_states() -> dict[int, PartitionState]:
 
 
 def scrape(states: Mapping[int, PartitionState]) -> str:
+    """What the worker's /metrics says of these partitions (``render_partitions``)."""
+    return render_partitions(states, {}, NOW, TOPIC)
+
+
+def library_scrape(
+    states: Mapping[int, PartitionState], live: Mapping[int, Backlog] | None = None
+) -> str:
+    """The same series rendered by prometheus_client (families, then ``generate_latest``)."""
     registry = CollectorRegistry()
-    registry.register(PartitionCollector(lambda: states, lambda: NOW, TOPIC))
+    registry.register(
+        PartitionCollector(
+            lambda: states, lambda: NOW, TOPIC, None if live is None else lambda: live
+        )
+    )
     return generate_latest(registry).decode()
 
 
@@ -101,8 +114,8 @@ def test_only_the_partitions_given_are_exported() -> None:
     assert 'partition="0"' not in text and 'partition="3"' in text
 
 
-def test_scenario_exposition_sums_to_the_reference_totals() -> None:
-    events = generate(ScenarioConfig(seed=11, threads=60))
+def scenario_states(seed: int, threads: int) -> tuple[dict[int, PartitionState], Expected]:
+    events = generate(ScenarioConfig(seed=seed, threads=threads))
     processor = PartitionProcessor(SlaPolicy(), 10.0, 7 * 86400.0)
     states: dict[int, PartitionState] = {}
     expected = Expected()
@@ -114,6 +127,33 @@ def test_scenario_exposition_sums_to_the_reference_totals() -> None:
         processor.release_until(state, store, math.inf)
         states[partition] = state
         expected.add(reference(mine, 10.0))
+    return states, expected
+
+
+def test_the_direct_text_is_the_librarys_to_the_byte() -> None:
+    """``render_partitions`` writes exactly what prometheus_client's ``generate_latest``
+    writes for the same series: a scenario, and labels and values that need escaping or
+    Go's float spelling (quotes, backslashes, newlines, counts past a million)."""
+    states, _ = scenario_states(seed=12, threads=80)
+    assert render_partitions(states, {}, NOW, TOPIC) == library_scrape(states)
+    odd = PartitionState()
+    odd_source = ('wa "quoted" \\ back\nslash', "whatsapp")
+    for _ in range(3):
+        odd.totals.count_content(odd_source, "inbound")
+    odd.totals.contents[("big", "email", "inbound")] = 12_345_678
+    odd.totals.observe_response(odd_source, 'ag "1"', 1e-7, first=True, within_sla=True)
+    odd.totals.observe_response(odd_source, "", 123456.789, first=False, within_sla=False)
+    odd.totals.agent_response["ag-big"] = Histogram(
+        counts=[2_000_000] * (len(BUCKET_BOUNDS) + 1), sum=1e12, count=30_000_000
+    )
+    odd.provisional["t1"] = WaitingThread("big", "email", 1, NOW - 5.0)
+    live = {7: {odd_source: (4, 12.5), ("big", "email"): (0, 0.0)}}
+    assert render_partitions({7: odd}, live, NOW, TOPIC) == library_scrape({7: odd}, live)
+    assert render_partitions({}, {}, NOW, TOPIC) == library_scrape({})
+
+
+def test_scenario_exposition_sums_to_the_reference_totals() -> None:
+    states, expected = scenario_states(seed=11, threads=60)
     got = samples(scrape(states))
 
     def total(name: str, **labels: str) -> float:
@@ -139,9 +179,7 @@ def test_the_live_backlog_and_the_reorder_buffer_are_exported() -> None:
     state.totals.count_content(WA, "inbound")
     state.provisional["t1"] = WaitingThread("wa-1", "whatsapp", 1, NOW - 5.0)
     live = {0: {WA: (3, 7.0)}}
-    registry = CollectorRegistry()
-    registry.register(PartitionCollector(lambda: {0: state}, lambda: NOW, TOPIC, lambda: live))
-    got = samples(generate_latest(registry).decode())
+    got = samples(render_partitions({0: state}, live, NOW, TOPIC))
     wa = {"source": "wa-1", "source_type": "whatsapp"}
     assert got[("engage_contents_total", at(0, **wa, direction="inbound"))] == 1
     assert got[("engage_backlog_contents", at(0, **wa))] == 3
