@@ -217,6 +217,7 @@ def build_app(settings: Settings) -> BatchApp:
         waiting_topic=settings.waiting_topic,
         standings=standings,
     )
+    pipeline.own = replica  # its own records are not read back
     web = WorkerWeb(
         settings=settings,
         pipeline=pipeline,

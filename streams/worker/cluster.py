@@ -14,6 +14,16 @@ caught up, by the clock; while still reading a backlog (a cold start, a long cat
 the days that every partition still behind has read a whole day past (its watermark, see
 ``_settled``), so memory follows the retained days, not the length of the backlog.
 
+A worker's own activities and waiting runs are not read back (issue 10: that was ~10 % of
+a busy worker's core). The pipeline tells the replica of each write before it sends it
+(``writing_own``: the record values, by partition) and once it ended (``wrote_own``): the
+replica then takes the items into the standings, and skips a record whose value it was told
+of when it reads it (its offsets are not known before Kafka acknowledges, and the replica's
+fetch often sees the records before the pipeline sees the acknowledgement). A write given up
+(the partition moved) is taken in anyway and its values forgotten. Activities (a content id
+once) and runs (a run's latest version) count once whatever the order, so a record read
+before it was announced, or written twice by a retried flush, changes nothing.
+
 ``ClusterReplica`` is the I/O; ``Standings`` (the rules) and ``merge_channels`` are pure.
 """
 
@@ -24,14 +34,16 @@ import contextlib
 import logging
 import math
 import time
+from collections.abc import Sequence
+from typing import Any
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from streams.core.gamification.activity import decode_activity
+from streams.core.gamification.activity import AgentActivity, decode_activity
 from streams.core.gamification.leaderboard import Standings
-from streams.core.gamification.waiting import decode_run
+from streams.core.gamification.waiting import WaitingRun, decode_run
 from streams.core.responses.channels import PartitionSummary, decode_summary
 
 log = logging.getLogger(__name__)
@@ -63,6 +75,65 @@ class ClusterReplica:
         self._assigned: set[TopicPartition] = set()
         # The latest event time read from each activity and waiting-run partition.
         self._read_until: dict[TopicPartition, float] = {}
+        # Values of this worker's own records not read yet (value -> how many), per partition.
+        self._own: dict[TopicPartition, dict[bytes, int]] = {}
+        self.own_taken = 0  # records taken from the pipeline instead of read back
+
+    def writing_own(
+        self, topic: str, partition: int, records: Sequence[tuple[bytes, bytes | None]]
+    ) -> None:
+        """This worker is about to write ``records`` to ``topic``/``partition``: skip them
+        when read (``wrote_own`` takes their items in)."""
+        pending = self._own.setdefault(TopicPartition(topic, partition), {})
+        for _, value in records:
+            if value is not None:
+                pending[value] = pending.get(value, 0) + 1
+
+    def wrote_own(
+        self,
+        topic: str,
+        partition: int,
+        records: Sequence[tuple[bytes, bytes | None]],
+        items: Sequence[AgentActivity] | Sequence[WaitingRun],
+        *,
+        landed: bool,
+    ) -> None:
+        """The write of ``records`` (``items``, in order) ended: take the items in; when it
+        did not land (given up), forget its values (a later write of them is read)."""
+        if topic == self.activity_topic:
+            for activity in items:
+                assert isinstance(activity, AgentActivity)
+                self.standings.add(activity)
+        elif topic == self.waiting_topic:
+            for run in items:
+                assert isinstance(run, WaitingRun)
+                self.standings.add_waiting_run(run)
+        else:
+            raise ValueError(f"not a topic of the replica's standings: {topic}")
+        self.own_taken += len(items)
+        if not landed:
+            pending = self._own.get(TopicPartition(topic, partition), {})
+            for _, value in records:
+                if value is not None and value in pending:
+                    pending[value] -= 1
+                    if not pending[value]:
+                        del pending[value]
+
+    def _unread_own(self, tp: TopicPartition, records: Sequence[Any]) -> list[Any]:
+        """``records`` without this worker's own (announced by ``writing_own``)."""
+        pending = self._own.get(tp)
+        if not pending:
+            return list(records)
+        kept = []
+        for record in records:
+            left = pending.get(record.value)
+            if left is None:
+                kept.append(record)
+            elif left == 1:
+                del pending[record.value]
+            else:
+                pending[record.value] = left - 1
+        return kept
 
     @property
     def _topics(self) -> tuple[str, str, str]:
@@ -133,8 +204,9 @@ class ClusterReplica:
         last_prune = time.monotonic()
         while True:
             batches = await consumer.getmany(timeout_ms=500, max_records=5000)
-            for tp, records in batches.items():
+            for tp, fetched in batches.items():
                 if tp.topic == self.activity_topic:
+                    records = self._unread_own(tp, fetched)
                     latest = self._read_until.get(tp, -math.inf)
                     for record in records:
                         try:
@@ -146,6 +218,7 @@ class ClusterReplica:
                         latest = max(latest, activity.event_time)
                     self._read_until[tp] = latest
                 elif tp.topic == self.waiting_topic:
+                    records = self._unread_own(tp, fetched)
                     latest = self._read_until.get(tp, -math.inf)
                     for record in records:
                         if record.value is None:
@@ -159,7 +232,7 @@ class ClusterReplica:
                         latest = max(latest, run.since if run.until is None else run.until)
                     self._read_until[tp] = latest
                 else:
-                    for record in records:
+                    for record in fetched:
                         if record.value is None:
                             continue
                         try:

@@ -5,7 +5,9 @@ For every owned partition of ``engage.contents`` this service feeds each fetched
 ``streams.worker.durable``: the agent activities it released (to ``engage.agent-activity``,
 keyed by agent) and the waiting runs (to ``engage.waiting-runs``, keyed by run) acknowledged,
 then the partition record and the dirty threads acknowledged by
-the changelog, then the local store, then the source offset commit. A clock tick releases
+the changelog, then the local store, then the source offset commit. The activities and runs
+written are told to ``own`` before and after (the leaderboard replica takes them without
+reading them back). A clock tick releases
 reorder buffers of caught-up partitions, flushes idle ones and drops threads idle past the
 horizon.
 
@@ -28,7 +30,7 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
@@ -53,6 +55,26 @@ from streams.worker.watchdog import KafkaWatchdog
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+class OwnRecords(Protocol):
+    """Told of every write of activities or waiting runs, before and after
+    (``streams.worker.cluster.ClusterReplica``: it takes them without reading them back)."""
+
+    def writing_own(
+        self, topic: str, partition: int, records: Sequence[tuple[bytes, bytes | None]]
+    ) -> None: ...
+
+    def wrote_own(
+        self,
+        topic: str,
+        partition: int,
+        records: Sequence[tuple[bytes, bytes | None]],
+        items: Sequence[AgentActivity] | Sequence[WaitingRun],
+        *,
+        landed: bool,
+    ) -> None: ...
+
 
 #: Flushes of one partition encoded and not yet acknowledged, at most: one being written and
 #: one waiting for it, so that processing goes on meanwhile; more would only hold more
@@ -95,6 +117,7 @@ class ContentsPipeline:
         clock: Callable[[], float] = time.time,
         health: WorkerHealth | None = None,
         commit_timeout_seconds: float = 10.0,
+        own: OwnRecords | None = None,
     ) -> None:
         self.app = app
         self.table = table
@@ -138,6 +161,7 @@ class ContentsPipeline:
         self._crashing: asyncio.Future[Any] | None = None
         self._lock = asyncio.Lock()
         self.unreadable_records = 0
+        self.own = own
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -319,34 +343,38 @@ class ContentsPipeline:
 
     async def _activity_batches(
         self, producer: AIOKafkaProducer, activities: Sequence[AgentActivity]
-    ) -> dict[int, list[tuple[bytes, bytes | None]]]:
+    ) -> dict[int, tuple[list[tuple[bytes, bytes | None]], list[AgentActivity]]]:
         """Activities keyed by agent, grouped by the partition the default partitioner picks
-        (without its per-record cost)."""
+        (without its per-record cost): each partition's records and their activities."""
         if self._activity_partitions is None:
             self._activity_partitions = len(await producer.partitions_for(self.activity_topic))
         partitions = self._activity_partitions
-        by_partition: dict[int, list[tuple[bytes, bytes | None]]] = {}
+        by_partition: dict[int, tuple[list[tuple[bytes, bytes | None]], list[AgentActivity]]] = {}
         for activity in activities:
             key = activity.agent_id.encode()
-            by_partition.setdefault(partition_for(key, partitions), []).append(
-                (key, encode_activity(activity))
-            )
+            group = by_partition.get(partition := partition_for(key, partitions))
+            if group is None:
+                group = by_partition[partition] = ([], [])
+            group[0].append((key, encode_activity(activity)))
+            group[1].append(activity)
         return by_partition
 
     async def _run_batches(
         self, producer: AIOKafkaProducer, runs: Sequence[WaitingRun]
-    ) -> dict[int, list[tuple[bytes, bytes | None]]]:
+    ) -> dict[int, tuple[list[tuple[bytes, bytes | None]], list[WaitingRun]]]:
         """Waiting runs keyed by run, grouped by partition: the records of one run stay in
         order (same key, same partition), so the compacted topic keeps its latest."""
         if self._waiting_partitions is None:
             self._waiting_partitions = len(await producer.partitions_for(self.waiting_topic))
         partitions = self._waiting_partitions
-        by_partition: dict[int, list[tuple[bytes, bytes | None]]] = {}
+        by_partition: dict[int, tuple[list[tuple[bytes, bytes | None]], list[WaitingRun]]] = {}
         for run in runs:
             key = run.record_key()
-            by_partition.setdefault(partition_for(key, partitions), []).append(
-                (key, encode_run(run))
-            )
+            group = by_partition.get(partition := partition_for(key, partitions))
+            if group is None:
+                group = by_partition[partition] = ([], [])
+            group[0].append((key, encode_run(run)))
+            group[1].append(run)
         return by_partition
 
     async def _flush(
@@ -432,9 +460,8 @@ class ContentsPipeline:
             if groups is None:
                 return
             topic = self.activity_topic
-            for activity_partition, records in groups.items():
-                send = functools.partial(_send_all, topic, activity_partition, records)
-                if await self._until_acknowledged(durable, "agent activity", send) is None:
+            for activity_partition, (records, taken) in groups.items():
+                if not await self._write_own(durable, topic, activity_partition, records, taken):
                     return
         # Likewise the waiting runs (a replay would not open or close them again).
         if runs:
@@ -443,9 +470,9 @@ class ContentsPipeline:
             )
             if run_groups is None:
                 return
-            for run_partition, records in run_groups.items():
-                send = functools.partial(_send_all, self.waiting_topic, run_partition, records)
-                if await self._until_acknowledged(durable, "waiting run", send) is None:
+            topic = self.waiting_topic
+            for run_partition, (records, taken_runs) in run_groups.items():
+                if not await self._write_own(durable, topic, run_partition, records, taken_runs):
                     return
         changelog = self.table.changelog_topic.get_topic_name()
         sent = await self._until_acknowledged(
@@ -462,6 +489,29 @@ class ContentsPipeline:
         if batch.applied_offset >= 0:
             self._to_commit[partition] = batch.applied_offset + 1
             self._start_commit()
+
+    async def _write_own(
+        self,
+        durable: DurablePartition,
+        topic: str,
+        partition: int,
+        records: list[tuple[bytes, bytes | None]],
+        items: Sequence[AgentActivity] | Sequence[WaitingRun],
+    ) -> bool:
+        """Write activities or waiting runs until acknowledged, telling ``own`` before and
+        after; False when the partition stopped being ours meanwhile."""
+        own = self.own
+        if own is not None:
+            own.writing_own(topic, partition, records)
+        landed = False
+        try:
+            send = functools.partial(_send_all, topic, partition, records)
+            what = "agent activity" if topic == self.activity_topic else "waiting run"
+            landed = await self._until_acknowledged(durable, what, send) is not None
+        finally:
+            if own is not None:
+                own.wrote_own(topic, partition, records, items, landed=landed)
+        return landed
 
     async def _store_locally(
         self, durable: DurablePartition, batch: FlushBatch, changelog_offset: int

@@ -1,4 +1,4 @@
-"""The cluster replica on a fresh cluster: topics that appear after the worker started.
+"""The cluster replica: topics that appear after the worker started, its own records.
 
 First the replica alone (real broker): a topic created after it started is found, and a
 backlog of weeks is pruned while it is read without changing the totals. Then a
@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaProducer, TopicPartition
 
 from devkit.broker import LocalKafka
 from engage_streams.settings import Settings
@@ -25,8 +26,10 @@ from simulator.scenario import ScenarioConfig, generate
 from streams.core.gamification.activity import AgentActivity, encode_activity
 from streams.core.gamification.leaderboard import Standings
 from streams.core.gamification.scoring import ScoringRules
+from streams.core.gamification.waiting import WaitingRun, encode_run
 from streams.core.responses.channels import PartitionSummary, encode_summary
 from streams.worker.cluster import ClusterReplica
+from streams.worker.contents import _send_all
 from tests.plugins.topics import end_offsets, produce
 from tests.plugins.waiting import wait_for
 from tests.plugins.workers import WorkerProcess, load_scenario, worker_settings
@@ -184,3 +187,124 @@ async def test_the_replica_archives_days_while_it_reads_a_backlog(
         assert standings.leaderboard("all", now, source=source) == reference.leaderboard(
             "all", now, source=source
         )
+
+
+class _CountingStandings(Standings):
+    """Standings that count every activity and waiting run handed to them."""
+
+    def __init__(self) -> None:
+        super().__init__(ScoringRules(), "UTC")
+        self.activities_given = 0
+        self.runs_given = 0
+
+    def add(self, activity: AgentActivity) -> bool:
+        self.activities_given += 1
+        return super().add(activity)
+
+    def add_waiting_run(self, run: WaitingRun) -> bool:
+        self.runs_given += 1
+        return super().add_waiting_run(run)
+
+
+async def test_the_replica_takes_its_own_records_without_reading_them_back(
+    kafka_broker: LocalKafka, kafka_settings: Settings
+) -> None:
+    """Issue 10: activities and waiting runs this worker announced before writing them are
+    skipped when read and taken in once the write ended (also when the replica read them
+    before that); another worker's are read; a write given up is taken in, and read when it
+    lands after all. The standings end equal to a reference that took every record once."""
+    bootstrap = kafka_broker.bootstrap_servers
+    suffix = kafka_settings.app_id.rsplit("-", 1)[-1]
+    activity_topic, waiting = f"engage.agent-activity.{suffix}", f"engage.waiting.{suffix}"
+    summaries = f"engage.summaries.{suffix}"
+    await create_topics(bootstrap, {activity_topic: 2, waiting: 2, summaries: 1})
+    now = time.time()
+
+    def activity(i: int) -> AgentActivity:
+        return AgentActivity(
+            agent_id=f"a{i % 5}",
+            content_id=f"c{i}",
+            thread_id=f"t{i}",
+            source_id=f"s{i % 3}",
+            source_type="email",
+            event_time=now - 3600 + i,
+            response_seconds=float(i % 90),
+            first_response=i % 4 == 0,
+            within_sla=i % 90 < 60,
+        )
+
+    own = [activity(i) for i in range(0, 1200, 2)]
+    others = [activity(i) for i in range(1, 1200, 2)]
+    own_runs = [
+        WaitingRun(thread_id=f"t{i}", source_id=f"s{i % 3}", source_type="email",
+                   since=now - 3600 + i, until=None if i % 3 else now - 3000 + i)
+        for i in range(0, 300, 2)
+    ]  # fmt: skip
+    standings = _CountingStandings()
+    replica = ClusterReplica(
+        bootstrap_servers=bootstrap,
+        activity_topic=activity_topic,
+        summary_topic=summaries,
+        waiting_topic=waiting,
+        standings=standings,
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+
+    def records(items: list[AgentActivity]) -> list[tuple[bytes, bytes | None]]:
+        return [(a.agent_id.encode(), encode_activity(a)) for a in items]
+
+    async def read_to_the_end() -> None:
+        consumer = replica._consumer
+        assert consumer is not None
+        deadline = time.monotonic() + 60
+        for topic in (activity_topic, waiting):
+            for partition, end in (await end_offsets(bootstrap, topic)).items():
+                tp = TopicPartition(topic, partition)
+                while await consumer.position(tp) < end:
+                    assert time.monotonic() < deadline, f"the replica never read {tp}"
+                    await asyncio.sleep(0.05)
+
+    await producer.start()
+    await replica.start()
+    try:
+        # Announced, written, read: skipped; taken in once the write ended.
+        for partition, chunk in ((0, own[:300]), (1, own[300:])):
+            replica.writing_own(activity_topic, partition, records(chunk))
+            await _send_all(activity_topic, partition, records(chunk), producer)
+            replica.wrote_own(activity_topic, partition, records(chunk), chunk, landed=True)
+        run_records = [(r.record_key(), encode_run(r)) for r in own_runs]
+        replica.writing_own(waiting, 1, run_records)
+        await _send_all(waiting, 1, run_records, producer)
+        await read_to_the_end()
+        replica.wrote_own(waiting, 1, run_records, own_runs, landed=True)  # read before this
+        # A write given up (the partition moved): taken in, and when it lands later, read.
+        given_up = [activity(i) for i in range(5000, 5040)]
+        replica.writing_own(activity_topic, 0, records(given_up))
+        replica.wrote_own(activity_topic, 0, records(given_up), given_up, landed=False)
+        await _send_all(activity_topic, 0, records(given_up), producer)
+        await produce(bootstrap, activity_topic, records(others))  # another worker's
+        await read_to_the_end()
+    finally:
+        await producer.stop()
+        await replica.stop()
+    assert replica.own_taken == len(own) + len(own_runs) + len(given_up)
+    # Every record once: none of the announced ones read back (the given-up write's twice:
+    # taken in, then read when it landed).
+    assert standings.activities_given == len(own) + len(others) + 2 * len(given_up)
+    assert standings.runs_given == len(own_runs)
+    assert replica._own == {
+        TopicPartition(activity_topic, 0): {},
+        TopicPartition(activity_topic, 1): {},
+        TopicPartition(waiting, 1): {},
+    }
+    reference = Standings(ScoringRules(), "UTC")
+    for item in own + others + given_up:
+        reference.add(item)
+    for run in own_runs:
+        reference.add_waiting_run(run)
+    later = time.time()
+    for window in ("today", "week", "all"):
+        assert standings.leaderboard(window, later, limit=10) == reference.leaderboard(
+            window, later, limit=10
+        )
+    assert standings.waiting._runs == reference.waiting._runs
