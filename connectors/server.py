@@ -376,11 +376,9 @@ def _complete_body(request: web.Request, limit: int) -> tuple[bool, bytes | None
 
 
 async def _read_bounded(request: web.Request, limit: int) -> bytes | None:
-    """The body, or ``None`` as soon as it is known to exceed ``limit`` bytes (the caller
-    bounds the time: a client trickling its body must not hold a connection for ever)."""
-    complete, known = _complete_body(request, limit)
-    if complete:
-        return known
+    """The body that ``_complete_body`` found incomplete, or ``None`` as soon as it is known
+    to exceed ``limit`` bytes (the caller bounds the time: a client trickling its body must
+    not hold a connection for ever)."""
     content = request.content
     chunks: list[bytes] = []
     size = 0

@@ -344,20 +344,15 @@ class ContentsPipeline:
     async def _activity_batches(
         self, producer: AIOKafkaProducer, activities: Sequence[AgentActivity]
     ) -> dict[int, tuple[list[tuple[bytes, bytes | None]], list[AgentActivity]]]:
-        """Activities keyed by agent, grouped by the partition the default partitioner picks
-        (without its per-record cost): each partition's records and their activities."""
+        """Activities keyed by agent, grouped by partition (``_by_partition``)."""
         if self._activity_partitions is None:
             self._activity_partitions = len(await producer.partitions_for(self.activity_topic))
-        partitions = self._activity_partitions
-        by_partition: dict[int, tuple[list[tuple[bytes, bytes | None]], list[AgentActivity]]] = {}
-        for activity in activities:
-            key = activity.agent_id.encode()
-            group = by_partition.get(partition := partition_for(key, partitions))
-            if group is None:
-                group = by_partition[partition] = ([], [])
-            group[0].append((key, encode_activity(activity)))
-            group[1].append(activity)
-        return by_partition
+        return _by_partition(
+            activities,
+            lambda a: a.agent_id.encode(),
+            encode_activity,
+            self._activity_partitions,
+        )
 
     async def _run_batches(
         self, producer: AIOKafkaProducer, runs: Sequence[WaitingRun]
@@ -366,16 +361,7 @@ class ContentsPipeline:
         order (same key, same partition), so the compacted topic keeps its latest."""
         if self._waiting_partitions is None:
             self._waiting_partitions = len(await producer.partitions_for(self.waiting_topic))
-        partitions = self._waiting_partitions
-        by_partition: dict[int, tuple[list[tuple[bytes, bytes | None]], list[WaitingRun]]] = {}
-        for run in runs:
-            key = run.record_key()
-            group = by_partition.get(partition := partition_for(key, partitions))
-            if group is None:
-                group = by_partition[partition] = ([], [])
-            group[0].append((key, encode_run(run)))
-            group[1].append(run)
-        return by_partition
+        return _by_partition(runs, WaitingRun.record_key, encode_run, self._waiting_partitions)
 
     async def _flush(
         self, durable: DurablePartition, *, last: bool = False
@@ -651,6 +637,25 @@ class ContentsPipeline:
                 await producer.start()
                 self.producer = producer
             return self.producer
+
+
+def _by_partition(
+    items: Sequence[T],
+    key_of: Callable[[T], bytes],
+    encode: Callable[[T], bytes],
+    partitions: int,
+) -> dict[int, tuple[list[tuple[bytes, bytes | None]], list[T]]]:
+    """``items`` grouped by the partition the default partitioner picks for their key
+    (without its per-record cost), in order: each partition's records and their items."""
+    by_partition: dict[int, tuple[list[tuple[bytes, bytes | None]], list[T]]] = {}
+    for item in items:
+        key = key_of(item)
+        group = by_partition.get(partition := partition_for(key, partitions))
+        if group is None:
+            group = by_partition[partition] = ([], [])
+        group[0].append((key, encode(item)))
+        group[1].append(item)
+    return by_partition
 
 
 async def _send_all(

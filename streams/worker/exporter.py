@@ -49,7 +49,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString as _go_float
 
 from streams.core.responses.partition import PartitionState, backlog, volumes
-from streams.core.responses.totals import BUCKET_BOUNDS, Histogram, SourceKey, cumulative_buckets
+from streams.core.responses.totals import Histogram, SourceKey, cumulative_buckets
 
 #: ``(source_id, source_type) -> (waiting contents, oldest age)`` of one partition.
 Backlog = Mapping[SourceKey, tuple[int, float]]
@@ -222,7 +222,11 @@ def _library_family(family: Family) -> Metric:
     return HistogramMetricFamily(family.name, family.documentation, labels=labels)
 
 
-_LE = [str(int(b)) if b.is_integer() else repr(b) for b in BUCKET_BOUNDS] + ["+Inf"]
+#: The ``le`` label of each bucket, "+Inf" last (as ``cumulative_buckets`` spells them).
+_LE = [le for le, _ in cumulative_buckets(Histogram())]
+#: Per family: its label positions in name order, and how many names sort before "le".
+_ORDERS = [sorted(range(len(f.labels)), key=f.labels.__getitem__) for f in FAMILIES]
+_BEFORE_LE = [sum(1 for name in f.labels if name < "le") for f in FAMILIES]
 
 
 def render_partitions(
@@ -234,15 +238,14 @@ def render_partitions(
     """The text exposition (format 0.0.4) of ``partition_series``: the same bytes as
     ``generate_latest`` of a ``PartitionCollector`` over the same states, written directly."""
     lines: list[list[str]] = [[] for _ in FAMILIES]
-    orders = [sorted(range(len(f.labels)), key=f.labels.__getitem__) for f in FAMILIES]
     for index, labels, value in partition_series(states, backlogs, now, topic):
         family = FAMILIES[index]
         names = family.labels
         out = lines[index]
-        pairs = [f'{names[i]}="{_escape(labels[i])}"' for i in orders[index]]
+        pairs = [f'{names[i]}="{_escape(labels[i])}"' for i in _ORDERS[index]]
         if isinstance(value, Histogram):
             # "le" takes its place among the sorted label names.
-            cut = sum(1 for i in orders[index] if names[i] < "le")
+            cut = _BEFORE_LE[index]
             before = "".join(p + "," for p in pairs[:cut])
             after = "".join("," + p for p in pairs[cut:])
             head = f'{family.name}_bucket{{{before}le="'
