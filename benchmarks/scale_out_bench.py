@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -63,16 +64,34 @@ async def committed_and_end(bootstrap: str, group: str, topic: str) -> tuple[int
         await admin.close()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (``/proc``; 0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class ClusterRun:
+    rate: float  # events/s of the cluster
+    settle_seconds: float  # until every partition was owned
+    worker_cpu: float  # CPU seconds of all its workers, from the load to the last commit
+    broker_cpu: float  # CPU seconds of the broker meanwhile (0 with --bootstrap)
+
+
 def run_cluster(
     size: int,
     base: Settings,
     workdir: Path,
     partitions: int,
     records: list[tuple[bytes, bytes]],
-) -> tuple[float, float]:
-    """(events/s, seconds until the group settled) for ``size`` workers: they start on an
-    empty topic, the records are loaded once the group is settled, and the time runs from the
-    start of the load until the group has committed the last record."""
+    broker_pid: int | None,
+) -> ClusterRun:
+    """``size`` workers: they start on an empty topic, the records are loaded once the group
+    is settled, and the time (and the CPU of the workers and the broker) runs from the start
+    of the load until the group has committed the last record."""
     group = f"scale-{size}-{uuid.uuid4().hex[:6]}"
     topic = f"{base.topic}.{size}"
     asyncio.run(create_topics(base.kafka_bootstrap_servers, {topic: partitions}))
@@ -104,13 +123,19 @@ def run_cluster(
             settled = settled + 1 if sum(owned) == partitions and min(owned) > 0 else 0
             time.sleep(1.0)
         settle_seconds = time.monotonic() - started
+        pids = [process.pid for process in processes]
+        cpu_before = [cpu_seconds(pid) for pid in pids]
+        broker_before = cpu_seconds(broker_pid) if broker_pid else 0.0
         began = time.perf_counter()
         asyncio.run(load(base.kafka_bootstrap_servers, topic, records))
         deadline = time.monotonic() + 900
         while time.monotonic() < deadline:
             done, end = asyncio.run(committed_and_end(base.kafka_bootstrap_servers, group, topic))
             if end >= len(records) and done >= end:
-                return len(records) / (time.perf_counter() - began), settle_seconds
+                elapsed = time.perf_counter() - began
+                worker_cpu = sum(cpu_seconds(p) - c for p, c in zip(pids, cpu_before, strict=True))
+                broker_cpu = cpu_seconds(broker_pid) - broker_before if broker_pid else 0.0
+                return ClusterRun(len(records) / elapsed, settle_seconds, worker_cpu, broker_cpu)
             time.sleep(0.5)
         raise RuntimeError(f"{size} workers did not finish; see {workdir}")
     finally:
@@ -157,17 +182,36 @@ def main() -> int:
             waiting_topic=f"bench.waiting-runs.{suffix}",
             topic_partitions=args.partitions,
         )
-        results: dict[int, tuple[float, float]] = {}
+        broker_pid = broker._process.pid if broker is not None and broker._process else None
+        results: dict[int, ClusterRun] = {}
         for size in sizes:
-            results[size] = run_cluster(size, base, workdir, args.partitions, records)
-            rate, settle = results[size]
-            print(f"{size} worker(s): {rate:,.0f} events/s (the group settled in {settle:.1f} s)")
-        one = results.get(1, results[sizes[0]])[0]
+            run = results[size] = run_cluster(
+                size, base, workdir, args.partitions, records, broker_pid
+            )
+            print(
+                f"{size} worker(s): {run.rate:,.0f} events/s "
+                f"(the group settled in {run.settle_seconds:.1f} s)"
+            )
+        one = results.get(1, results[sizes[0]]).rate
         print()
-        print(f"{'workers':>8} {'events/s':>12} {'speed-up':>9} {'of linear':>10}")
+        print(
+            f"{'workers':>8} {'events/s':>12} {'speed-up':>9} {'of linear':>10} "
+            f"{'worker CPU/event':>17} {'events/s per worker core':>25} {'broker CPU/event':>17}"
+        )
         for size in sizes:
-            rate = results[size][0]
-            print(f"{size:>8} {rate:>12,.0f} {rate / one:>8.2f}x {rate / one / size:>10.0%}")
+            run = results[size]
+            n, speed_up = len(records), run.rate / one
+            print(
+                f"{size:>8} {run.rate:>12,.0f} {speed_up:>8.2f}x {speed_up / size:>10.0%} "
+                f"{run.worker_cpu / n * 1e6:>14.1f} us {n / run.worker_cpu:>25,.0f} "
+                f"{run.broker_cpu / n * 1e6:>14.1f} us"
+            )
+        print(
+            "\nevents/s per worker core = events / CPU seconds of all workers: what each added "
+            "core brings\nwhen cores are not shared (the broker on its own machine); it falls "
+            "as workers are added\nby each worker's own share of the cluster-wide work (its "
+            "leaderboard replica reads\nevery worker's activities and waiting runs)."
+        )
         return 0
     finally:
         if broker is not None:
