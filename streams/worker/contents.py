@@ -3,13 +3,13 @@
 For every owned partition of ``engage.contents`` this service feeds each fetched batch to the
 ``PartitionProcessor`` (the rules), and flushes the partition's state with the protocol in
 ``streams.worker.durable``: the agent activities it released (to ``engage.agent-activity``,
-keyed by agent) and the waiting runs (to ``engage.waiting-runs``, keyed by run) acknowledged,
-then the partition record and the dirty threads acknowledged by
-the changelog, then the local store, then the source offset commit. The activities and runs
-written are told to ``own`` before and after (the leaderboard replica takes them without
-reading them back). A clock tick releases
-reorder buffers of caught-up partitions, flushes idle ones and drops threads idle past the
-horizon.
+keyed by agent) and the waiting runs (to ``engage.waiting-runs``, keyed by run; the records
+of one run in a flush merged to the greatest, ``merged_runs``) acknowledged, then the
+partition record and the dirty threads acknowledged by the changelog, then the local store,
+then the source offset commit. The activities and runs written are told to ``own`` before
+and after (the leaderboard replica takes them without reading them back). A clock tick
+releases reorder buffers of caught-up partitions, flushes idle ones and drops threads idle
+past the horizon.
 
 Kafka going away (a broker restart, a leader moving) never stops it: a flush whose records are
 not acknowledged is sent again, whole and in order, until they are (a repeated record in the
@@ -38,7 +38,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 from engage_streams.partitioning import partition_for
 from engage_streams.producers import close_quietly, needs_new_producer, sender_stopped
 from streams.core.gamification.activity import AgentActivity, encode_activity
-from streams.core.gamification.waiting import WaitingRun, encode_run
+from streams.core.gamification.waiting import WaitingRun, encode_run, merged_runs
 from streams.core.responses.partition import PartitionProcessor, PartitionState, UnreadableRecord
 from streams.worker.durable import (
     DurablePartition,
@@ -401,7 +401,7 @@ class ContentsPipeline:
         ):
             return None
         activities = self._outbox.pop(partition, [])
-        runs = self._runs_outbox.pop(partition, [])
+        runs = merged_runs(self._runs_outbox.pop(partition, []))
         batch = prepare_flush(durable)
         task = asyncio.create_task(
             self._write(durable, batch, activities, runs, previous),

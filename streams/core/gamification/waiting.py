@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections.abc import Iterable
 
 import msgspec
 
@@ -69,6 +70,23 @@ def decode_run(raw: bytes) -> WaitingRun:
 
 def _rank(run: WaitingRun) -> tuple[bool, float, str]:
     return (run.until is not None, run.until or 0.0, run.source_id or "")
+
+
+def merged_runs(runs: Iterable[WaitingRun]) -> list[WaitingRun]:
+    """The records of each run merged to the greatest of them, as every reader merges them
+    (module docstring), in the order the runs first appear: what one write needs to carry.
+
+    A run opened and closed between two flushes is then one record, not two: while a worker
+    catches up (hours of contents a second) that is half the waiting-run records written,
+    read back by every leaderboard replica and kept by the compacted topic until compaction.
+    """
+    best: dict[RunKey, WaitingRun] = {}
+    for run in runs:
+        key = run.key
+        known = best.get(key)
+        if known is None or _rank(run) > _rank(known):
+            best[key] = run
+    return list(best.values())
 
 
 class _ChannelRuns:

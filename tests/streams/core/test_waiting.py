@@ -30,6 +30,7 @@ from streams.core.gamification.waiting import (
     WaitingTimeline,
     decode_run,
     encode_run,
+    merged_runs,
 )
 from streams.core.responses.partition import (
     PartitionProcessor,
@@ -442,3 +443,37 @@ def test_badges_are_a_function_of_the_records_not_of_their_order(seed: int) -> N
         results.append([(e.agent_id, e.badges) for e in standings.leaderboard("all", now)])
     assert results[0] == results[1] == results[2]
     assert any(b.badge == "cleared_backlog" for _, badges in results[0] for b in badges)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_merged_runs_carry_what_every_record_says(seed: int) -> None:
+    """A flush writes ``merged_runs`` of its runs: a reader of the merged records answers
+    exactly as a reader of all of them, and keeps the same greatest record of each run."""
+    rng = random.Random(seed)
+    records = []
+    for _ in range(200):
+        since = float(rng.randrange(0, 100))
+        records.append(
+            run(
+                f"t{rng.randrange(15)}",
+                since,
+                None if rng.random() < 0.4 else since + rng.randrange(0, 30),
+                source=rng.choice(["wa", "mail"]),
+            )
+        )
+    merged = merged_runs(records)
+    assert len({r.key for r in merged}) == len(merged) < len(records)
+    every, fewer = WaitingTimeline(), WaitingTimeline()
+    for record in records:
+        every.add(record)
+    for record in merged:
+        fewer.add(record)
+    assert len(every) == len(fewer)
+    for when in [rng.uniform(-5, 140) for _ in range(200)]:
+        for source in ("wa", "mail"):
+            assert every.clear_at(source, when) == fewer.clear_at(source, when)
+    # Each run's surviving record is its greatest: adding any original changes nothing.
+    assert not any(fewer.add(record) for record in records)
+    # The runs keep the order in which they first appeared.
+    first_seen = list(dict.fromkeys(r.key for r in records))
+    assert [r.key for r in merged] == first_seen
