@@ -182,7 +182,7 @@ def main() -> int:
             waiting_topic=f"bench.waiting-runs.{suffix}",
             topic_partitions=args.partitions,
         )
-        broker_pid = broker._process.pid if broker is not None and broker._process else None
+        broker_pid = broker.pid if broker is not None else None
         results: dict[int, ClusterRun] = {}
         for size in sizes:
             run = results[size] = run_cluster(

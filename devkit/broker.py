@@ -238,6 +238,11 @@ class LocalKafka:
     def create_topic(self, name: str, partitions: int = 1) -> None:
         self.create_topics({name: partitions})
 
+    @property
+    def pid(self) -> int | None:
+        """The broker's process id while it runs (None otherwise)."""
+        return self._running_pid()
+
     # -- internals ---------------------------------------------------------------------
     def _running_pid(self) -> int | None:
         if self._process is not None and self._process.poll() is not None:

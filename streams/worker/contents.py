@@ -219,25 +219,22 @@ class ContentsPipeline:
             apply = self.processor.apply
             released: list[AgentActivity] = []
             runs = self._runs_outbox.setdefault(partition, [])
-            for start in range(0, len(records), RECORDS_BETWEEN_YIELDS):
-                if start:
+            for n, record in enumerate(records):
+                if n and n % RECORDS_BETWEEN_YIELDS == 0:
                     # Let the loop answer scrapes and probes meanwhile: a 10,000-record batch
                     # takes ~0.5 s, and the state may be read (not changed) while we wait.
                     await asyncio.sleep(0)
-                for record in records[start : start + RECORDS_BETWEEN_YIELDS]:
-                    try:
-                        released.extend(
-                            apply(state, threads, record.offset, record.value, runs=runs)
-                        )
-                    except UnreadableRecord as exc:
-                        self.unreadable_records += 1
-                        log.warning(
-                            "unreadable record skipped topic=%s partition=%d offset=%d reason=%s",
-                            self.topic,
-                            partition,
-                            record.offset,
-                            exc,
-                        )
+                try:
+                    released.extend(apply(state, threads, record.offset, record.value, runs=runs))
+                except UnreadableRecord as exc:
+                    self.unreadable_records += 1
+                    log.warning(
+                        "unreadable record skipped topic=%s partition=%d offset=%d reason=%s",
+                        self.topic,
+                        partition,
+                        record.offset,
+                        exc,
+                    )
             if released:
                 self._outbox.setdefault(partition, []).extend(released)
             now = time.monotonic()

@@ -94,8 +94,8 @@ class ThreadState(msgspec.Struct, array_like=True):
 
     def remember(self, content_id: str) -> bool:
         """Mark ``content_id`` seen; False when it was already (a later event of it)."""
-        h = int.from_bytes(blake2b(content_id.encode(), digest_size=8).digest(), "little") or 1
-        seen = self.seen  # (id_hash inlined: once per event)
+        h = id_hash(content_id)
+        seen = self.seen
         if h in seen:
             return False
         seen.append(h)
