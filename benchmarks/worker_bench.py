@@ -11,16 +11,22 @@ on free ports in a temporary directory. Steps:
 2. ceiling: one aiokafka consumer reads every record and decodes it (``decode_event``);
 3. worker: ``engage-streams worker`` (a child process, RocksDB state, durable flushes)
    processes the same topic while its ``/metrics`` is scraped every ``--scrape`` seconds
-   (default 1 s, as a Prometheus would, only faster); the rate is measured from its first to
-   its last processed record, read from those scrapes' ``engage_stream_lag_messages``
-   (start-up and rebalance excluded; so it is exact to about one scrape interval);
+   (default 1 s, as a Prometheus would, only faster); the rate is the steady one between the
+   first scrape that saw work done and the last that saw work left, both read from
+   ``engage_stream_lag_messages`` (start-up, rebalance and the final flush excluded, no
+   rounding to a scrape interval);
 4. live: while the worker runs, ``--live-events`` more events are produced at
    ``--live-rate`` per second; the end-to-end lag is the time from the last produced
    event to the moment the worker has processed (and made durable) everything;
 5. with ``--peer quix``: a Quix Streams implementation of the same per-thread response
    metrics (``benchmarks/peers/quix_metrics.py``, in a venv of its own, ``.venv-quix``,
    made on first use) processes the same topic, timed the same way, and its contents totals
-   are compared with the worker's ``engage_contents_total``.
+   are compared with the worker's ``engage_contents_total``;
+6. steps 2, 3 and 5 run ``--rounds`` times (default 3; the live step in the first round only,
+   its events stay in the topic for the later rounds): the script prints each round, then
+   the medians and ranges, the ratios taken within each round (same machine state) and
+   their median. Single runs vary by 20-40 % here (the ceiling from 174k to 222k events/s
+   within one run), so only same-round ratios compare.
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -150,7 +156,7 @@ def quix_python() -> Path:
     return python
 
 
-def run_quix_peer(bootstrap: str, topic: str, total: int, workdir: Path) -> dict[str, Any]:
+def run_quix_peer(bootstrap: str, topic: str, total: int, state_dir: Path) -> dict[str, Any]:
     """The Quix peer's figures (its JSON line) on ``topic``."""
     done = subprocess.run(
         [
@@ -163,7 +169,7 @@ def run_quix_peer(bootstrap: str, topic: str, total: int, workdir: Path) -> dict
             "--events",
             str(total),
             "--state-dir",
-            str(workdir / "quix-state"),
+            str(state_dir),
         ],
         capture_output=True,
         text=True,
@@ -205,6 +211,118 @@ def settled_contents(port: int, patience: float = 120.0) -> dict[str, int]:
     return last
 
 
+@dataclass
+class WorkerRun:
+    """One timed run of the worker: steady rate, scrape answer times, its contents totals."""
+
+    rate: float
+    scrapes: list[float]
+    contents: dict[str, int]
+    live: tuple[int, float, float, float] | None = None  # events, median lag, max lag, e2e
+
+
+def steady_rate(samples: list[tuple[float, float]], total: int) -> float | None:
+    """Events/s between the first scrape that saw work done and the last that saw work left:
+    both ends are readings (no start-up, no final flush, no scrape-interval rounding)."""
+    working = [(t, total - lag) for t, lag in samples if 0 < lag < total]
+    if len(working) < 2 or working[-1][0] - working[0][0] <= 0:
+        return None
+    (t0, done0), (t1, done1) = working[0], working[-1]
+    return (done1 - done0) / (t1 - t0)
+
+
+def time_worker(
+    settings: Settings, log: Path, total: int, partitions: int, scrape: float
+) -> tuple[subprocess.Popen[bytes], float, list[float]]:
+    """Start the worker on ``settings`` and time it through ``total`` records (its lag read
+    from ``/metrics`` every ``scrape`` s); returns it still running, its rate, the scrapes'
+    answer times."""
+    worker = run_worker(settings, log)
+    port = settings.worker_web_port
+    first = last = None
+    samples: list[tuple[float, float]] = []
+    scrapes: list[float] = []
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        scrape_began = time.perf_counter()
+        reading = scrape_lag(port)
+        if first is not None and reading is not None:
+            scrapes.append(reading[2])
+        now = time.perf_counter()
+        if reading is not None and reading[0] == partitions:
+            _, lag, _ = reading
+            samples.append((now, lag))
+            if first is None and lag < total:
+                first = now
+            if lag == 0:
+                last = now
+                break
+        time.sleep(max(0.0, scrape - (time.perf_counter() - scrape_began)))
+    if first is None or last is None:
+        worker.terminate()
+        raise RuntimeError(f"the worker did not finish; log: {log.read_text()[-3000:]}")
+    rate = steady_rate(samples, total)
+    if rate is None:
+        print("too few scrapes to time the worker steadily (done within a few): use more events")
+        # The first sample below ``total`` came up to one poll after processing began.
+        rate = total / max(last - first, 1e-6)
+    return worker, rate, scrapes
+
+
+def live_phase(
+    bootstrap: str, topic: str, port: int, live_records: list[tuple[bytes, bytes]], rate: float
+) -> tuple[float, float, float]:
+    """Produce ``live_records`` at ``rate``/s to the running worker: (median lag, max lag
+    while producing, seconds from the last acknowledged event to the worker caught up)."""
+
+    async def produce_live() -> float:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+        await producer.start()
+        try:
+            t0 = time.perf_counter()
+            futures = []
+            for i, (key, value) in enumerate(live_records):
+                futures.append(await producer.send(topic, value=value, key=key))
+                ahead = t0 + (i + 1) / rate - time.perf_counter()
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
+            await asyncio.gather(*futures)
+            return time.perf_counter()
+        finally:
+            await producer.stop()
+
+    lags_during: list[float] = []
+
+    async def run() -> tuple[float, float]:
+        producing = asyncio.create_task(produce_live())
+        while not producing.done():
+            reading = await asyncio.to_thread(lag_of, port)
+            if reading is not None:
+                lags_during.append(reading[1])
+            await asyncio.sleep(0.1)
+        produced_at = producing.result()
+        while True:
+            reading = await asyncio.to_thread(lag_of, port)
+            if reading is not None and reading[1] == 0:
+                return produced_at, time.perf_counter()
+            await asyncio.sleep(0.02)
+
+    produced_at, caught_up_at = asyncio.run(run())
+    return (
+        statistics.median(lags_during or [0]),
+        max(lags_during or [0]),
+        caught_up_at - produced_at,
+    )
+
+
+def _spread(values: list[float], fmt: str, unit: str = "") -> str:
+    """The median, then the range: ``1.46x  (1.33x .. 1.50x)``."""
+    low, mid, high = (
+        f"{v:{fmt}}{unit}" for v in (min(values), statistics.median(values), max(values))
+    )
+    return f"{mid:>12}  ({low} .. {high})"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=200_000)
@@ -215,6 +333,9 @@ def main() -> int:
     parser.add_argument("--scrape", type=float, default=1.0, help="seconds between scrapes")
     parser.add_argument(
         "--peer", choices=["none", "quix"], default="none", help="also run a peer's pipeline"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds of ceiling, worker (and peer): medians"
     )
     args = parser.parse_args()
 
@@ -243,132 +364,104 @@ def main() -> int:
             )
         )[: args.live_events]
         records = [(e.thread_id.encode(), encode_event(e)) for e in events]
-        total = len(records)
+        live_records = [(e.thread_id.encode(), encode_event(e)) for e in live]
         started = time.perf_counter()
         asyncio.run(load(bootstrap, topic, records))
-        print(f"loaded {total} events into {topic} in {time.perf_counter() - started:.1f} s")
+        print(f"loaded {len(records)} events into {topic} in {time.perf_counter() - started:.1f} s")
 
-        raw = asyncio.run(ceiling(bootstrap, topic, args.partitions, total))
-
-        port = free_port()
-        settings = replace(
-            Settings(),
-            kafka_bootstrap_servers=bootstrap,
-            topic=topic,
-            dlq_topic=f"{topic}.dlq",
-            activity_topic=f"bench.activity.{suffix}",
-            summary_topic=f"bench.summaries.{suffix}",
-            waiting_topic=f"bench.waiting-runs.{suffix}",
-            topic_partitions=args.partitions,
-            app_id=f"bench-{suffix}",
-            worker_web_port=port,
-            data_dir=str(workdir / "worker"),
-        )
-        worker = run_worker(settings, workdir / "worker.log")
-        first = last = None
-        samples: list[tuple[float, float]] = []
-        scrapes: list[float] = []
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            scrape_began = time.perf_counter()
-            reading = scrape_lag(port)
-            if first is not None and reading is not None:
-                scrapes.append(reading[2])
-            now = time.perf_counter()
-            if reading is not None and reading[0] == args.partitions:
-                _, lag, _ = reading
-                samples.append((now, lag))
-                if first is None and lag < total:
-                    first = now
-                if lag == 0:
-                    last = now
-                    break
-            time.sleep(max(0.0, args.scrape - (time.perf_counter() - scrape_began)))
-        if first is not None and last is not None and last - first < 5 * args.scrape:
-            print("too few events to time the worker (done within a few scrapes): use more")
-        if first is None or last is None:
-            print("the worker did not finish; log:", (workdir / "worker.log").read_text()[-3000:])
-            return 1
-        # The first sample below ``total`` came up to one poll after processing began.
-        rate = total / max(last - first, 1e-6)
-
-        # Live: produce at a steady rate, then time until the worker has caught up.
-        live_records = [(e.thread_id.encode(), encode_event(e)) for e in live]
-
-        async def produce_live() -> float:
-            producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
-            await producer.start()
-            try:
-                t0 = time.perf_counter()
-                futures = []
-                for i, (key, value) in enumerate(live_records):
-                    futures.append(await producer.send(topic, value=value, key=key))
-                    ahead = t0 + (i + 1) / args.live_rate - time.perf_counter()
-                    if ahead > 0:
-                        await asyncio.sleep(ahead)
-                await asyncio.gather(*futures)
-                return time.perf_counter()
-            finally:
-                await producer.stop()
-
-        lags_during: list[float] = []
-
-        async def live_phase() -> tuple[float, float]:
-            producing = asyncio.create_task(produce_live())
-            while not producing.done():
-                reading = await asyncio.to_thread(lag_of, port)
-                if reading is not None:
-                    lags_during.append(reading[1])
-                await asyncio.sleep(0.1)
-            produced_at = producing.result()
-            while True:
-                reading = await asyncio.to_thread(lag_of, port)
-                if reading is not None and reading[1] == 0:
-                    return produced_at, time.perf_counter()
-                await asyncio.sleep(0.02)
-
-        produced_at, caught_up_at = asyncio.run(live_phase())
-        e2e = caught_up_at - produced_at
-        worker_contents = settled_contents(port)
-        peer = None
-        if args.peer == "quix":
+        in_topic = len(records)
+        ceilings: list[float] = []
+        runs: list[WorkerRun] = []
+        peers: list[dict[str, Any]] = []
+        for round_ in range(args.rounds):
+            ceilings.append(asyncio.run(ceiling(bootstrap, topic, args.partitions, in_topic)))
+            run_id = f"{suffix}-{round_}"
+            settings = replace(
+                Settings(),
+                kafka_bootstrap_servers=bootstrap,
+                topic=topic,
+                dlq_topic=f"{topic}.dlq",
+                activity_topic=f"bench.activity.{run_id}",
+                summary_topic=f"bench.summaries.{run_id}",
+                waiting_topic=f"bench.waiting-runs.{run_id}",
+                topic_partitions=args.partitions,
+                app_id=f"bench-{run_id}",
+                worker_web_port=free_port(),
+                data_dir=str(workdir / f"worker-{round_}"),
+            )
+            log = workdir / f"worker-{round_}.log"
+            worker, rate, scrapes = time_worker(
+                settings, log, in_topic, args.partitions, args.scrape
+            )
+            port = settings.worker_web_port
+            live_figures = None
+            if round_ == 0 and live_records:
+                # Live once (it adds its events to the topic: later rounds read them too).
+                median_lag, max_lag, e2e = live_phase(
+                    bootstrap, topic, port, live_records, args.live_rate
+                )
+                in_topic += len(live_records)
+                live_figures = (len(live_records), median_lag, max_lag, e2e)
+            runs.append(WorkerRun(rate, scrapes, settled_contents(port), live_figures))
             # The worker is stopped first: the peer gets the machine the worker had.
             worker.terminate()
             worker.wait(timeout=60)
             worker = None
-            peer = run_quix_peer(bootstrap, topic, total + len(live_records), workdir)
-
-        print()
-        print(f"{'pipeline':<48} {'events/s':>12}")
-        print(f"{'raw aiokafka getmany + msgspec decode (ceiling)':<48} {raw:>12,.0f}")
-        print(f"{'engage-streams worker (durable, exact)':<48} {rate:>12,.0f}")
-        print(f"{'ratio worker / ceiling':<48} {rate / raw:>12.1%}")
-        if peer is not None:
-            print(f"{'Quix Streams peer (RocksDB state + changelog)':<48} {peer['rate']:>12,.0f}")
-            print(f"{'ratio worker / Quix peer':<48} {rate / peer['rate']:>12.2f}x")
-            print(f"{'ratio Quix peer / ceiling':<48} {peer['rate'] / raw:>12.1%}")
-            same = peer["contents"] == worker_contents
+            if args.peer == "quix":
+                state_dir = workdir / f"quix-{round_}"
+                peers.append(run_quix_peer(bootstrap, topic, in_topic, state_dir))
             print(
-                f"contents by source and direction, worker vs peer: "
-                f"{'equal' if same else 'DIFFERENT'} ({sum(worker_contents.values()):,} contents)"
+                f"round {round_ + 1}: ceiling {ceilings[-1]:,.0f}, worker {rate:,.0f}"
+                + (f", Quix peer {peers[-1]['rate']:,.0f}" if peers else "")
+                + " events/s"
             )
-            if not same:
-                for key in sorted(set(peer["contents"]) | set(worker_contents))[:20]:
-                    theirs = peer["contents"].get(key, 0)
-                    print(f"  {key}: worker {worker_contents.get(key, 0)}, peer {theirs}")
+
+        rates = [run.rate for run in runs]
+        print()
+        print(f"medians of {args.rounds} rounds (min .. max)")
+        print(f"{'pipeline':<48} {'events/s':>12}")
+        print(
+            f"{'raw aiokafka getmany + msgspec decode (ceiling)':<48} {_spread(ceilings, ',.0f')}"
+        )
+        print(f"{'engage-streams worker (durable, exact)':<48} {_spread(rates, ',.0f')}")
+        # Ratios of the same round (same machine state), then their median.
+        to_ceiling = [r / c for r, c in zip(rates, ceilings, strict=True)]
+        print(f"{'ratio worker / ceiling':<48} {_spread(to_ceiling, '.1%')}")
+        if peers:
+            peer_rates = [peer["rate"] for peer in peers]
+            to_peer = [r / p for r, p in zip(rates, peer_rates, strict=True)]
+            peer_to_ceiling = [p / c for p, c in zip(peer_rates, ceilings, strict=True)]
+            quix = "Quix Streams peer (RocksDB state + changelog)"
+            print(f"{quix:<48} {_spread(peer_rates, ',.0f')}")
+            print(f"{'ratio worker / Quix peer':<48} {_spread(to_peer, '.2f', 'x')}")
+            print(f"{'ratio Quix peer / ceiling':<48} {_spread(peer_to_ceiling, '.1%')}")
+            for round_, (run, peer) in enumerate(zip(runs, peers, strict=True)):
+                same = peer["contents"] == run.contents
+                print(
+                    f"round {round_ + 1}: contents by source and direction, worker vs peer: "
+                    f"{'equal' if same else 'DIFFERENT'} ({sum(run.contents.values()):,} contents)"
+                )
+                if not same:
+                    for key in sorted(set(peer["contents"]) | set(run.contents))[:20]:
+                        theirs = peer["contents"].get(key, 0)
+                        print(f"  {key}: worker {run.contents.get(key, 0)}, peer {theirs}")
+        scrapes = [s for run in runs for s in run.scrapes]
         if scrapes:
             print(
-                f"/metrics scraped every {args.scrape:g} s during the run: {len(scrapes)} "
+                f"/metrics scraped every {args.scrape:g} s during the runs: {len(scrapes)} "
                 f"scrapes, the worker answered in median "
                 f"{statistics.median(scrapes) * 1000:,.0f} ms, max {max(scrapes) * 1000:,.0f} ms"
             )
-        print()
-        print(
-            f"live: {len(live_records)} events at {args.live_rate:,.0f}/s; worker lag while "
-            f"producing: median {statistics.median(lags_during or [0]):,.0f} messages, "
-            f"max {max(lags_during or [0]):,.0f}; caught up {e2e * 1000:,.0f} ms after the "
-            "last event was acknowledged (end-to-end lag, durable state included)"
-        )
+        for run in runs:
+            if run.live is not None:
+                n, median_lag, max_lag, e2e = run.live
+                print()
+                print(
+                    f"live: {n} events at {args.live_rate:,.0f}/s; worker lag while "
+                    f"producing: median {median_lag:,.0f} messages, max {max_lag:,.0f}; caught "
+                    f"up {e2e * 1000:,.0f} ms after the last event was acknowledged "
+                    "(end-to-end lag, durable state included)"
+                )
         return 0
     finally:
         if worker is not None:
