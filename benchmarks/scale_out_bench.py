@@ -34,7 +34,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from worker_bench import lag_of, load, run_worker
+from worker_bench import bench_settings, lag_of, load, run_worker
 
 from devkit.broker import KafkaConfig, LocalKafka
 from devkit.ports import free_port
@@ -172,16 +172,7 @@ def main() -> int:
         events = generate(ScenarioConfig(seed=5, threads=max(100, args.events // 9), agents=200))
         records = [(e.thread_id.encode(), encode_event(e)) for e in events[: args.events]]
         print(f"{len(records):,} events, {args.partitions} partitions, a topic per cluster size")
-        base = replace(
-            Settings(),
-            kafka_bootstrap_servers=bootstrap,
-            topic=topic,
-            dlq_topic=f"{topic}.dlq",
-            activity_topic=f"bench.activity.{suffix}",
-            summary_topic=f"bench.summaries.{suffix}",
-            waiting_topic=f"bench.waiting-runs.{suffix}",
-            topic_partitions=args.partitions,
-        )
+        base = bench_settings(bootstrap, topic, suffix, args.partitions)
         broker_pid = broker.pid if broker is not None else None
         results: dict[int, ClusterRun] = {}
         for size in sizes:

@@ -130,6 +130,20 @@ def scrape_lag(port: int, timeout: float = 2.0) -> tuple[int, float, float] | No
     return owned, lag, answered
 
 
+def bench_settings(bootstrap: str, topic: str, suffix: str, partitions: int) -> Settings:
+    """A bench worker's settings on ``topic``: its own output topics, named after ``suffix``."""
+    return replace(
+        Settings(),
+        kafka_bootstrap_servers=bootstrap,
+        topic=topic,
+        dlq_topic=f"{topic}.dlq",
+        activity_topic=f"bench.activity.{suffix}",
+        summary_topic=f"bench.summaries.{suffix}",
+        waiting_topic=f"bench.waiting-runs.{suffix}",
+        topic_partitions=partitions,
+    )
+
+
 def run_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, **settings.to_env()}
     return subprocess.Popen(
@@ -213,12 +227,11 @@ def settled_contents(port: int, patience: float = 120.0) -> dict[str, int]:
 
 @dataclass
 class WorkerRun:
-    """One timed run of the worker: steady rate, scrape answer times, its contents totals."""
+    """One timed round of the worker: steady rate, scrape answer times, contents totals."""
 
     rate: float
     scrapes: list[float]
     contents: dict[str, int]
-    live: tuple[int, float, float, float] | None = None  # events, median lag, max lag, e2e
 
 
 def steady_rate(samples: list[tuple[float, float]], total: int) -> float | None:
@@ -263,9 +276,13 @@ def time_worker(
         raise RuntimeError(f"the worker did not finish; log: {log.read_text()[-3000:]}")
     rate = steady_rate(samples, total)
     if rate is None:
-        print("too few scrapes to time the worker steadily (done within a few): use more events")
-        # The first sample below ``total`` came up to one poll after processing began.
-        rate = total / max(last - first, 1e-6)
+        worker.terminate()
+        raise RuntimeError(
+            "too few scrapes saw the worker working to time it (done within a scrape or two): "
+            "use more events"
+        )
+    if last - first < 5 * scrape:
+        print("few scrapes timed the worker (done within five): use more events for a steady rate")
     return worker, rate, scrapes
 
 
@@ -373,18 +390,12 @@ def main() -> int:
         ceilings: list[float] = []
         runs: list[WorkerRun] = []
         peers: list[dict[str, Any]] = []
+        live_figures: tuple[float, float, float] | None = None  # median lag, max lag, e2e
         for round_ in range(args.rounds):
             ceilings.append(asyncio.run(ceiling(bootstrap, topic, args.partitions, in_topic)))
             run_id = f"{suffix}-{round_}"
             settings = replace(
-                Settings(),
-                kafka_bootstrap_servers=bootstrap,
-                topic=topic,
-                dlq_topic=f"{topic}.dlq",
-                activity_topic=f"bench.activity.{run_id}",
-                summary_topic=f"bench.summaries.{run_id}",
-                waiting_topic=f"bench.waiting-runs.{run_id}",
-                topic_partitions=args.partitions,
+                bench_settings(bootstrap, topic, run_id, args.partitions),
                 app_id=f"bench-{run_id}",
                 worker_web_port=free_port(),
                 data_dir=str(workdir / f"worker-{round_}"),
@@ -394,15 +405,11 @@ def main() -> int:
                 settings, log, in_topic, args.partitions, args.scrape
             )
             port = settings.worker_web_port
-            live_figures = None
             if round_ == 0 and live_records:
                 # Live once (it adds its events to the topic: later rounds read them too).
-                median_lag, max_lag, e2e = live_phase(
-                    bootstrap, topic, port, live_records, args.live_rate
-                )
+                live_figures = live_phase(bootstrap, topic, port, live_records, args.live_rate)
                 in_topic += len(live_records)
-                live_figures = (len(live_records), median_lag, max_lag, e2e)
-            runs.append(WorkerRun(rate, scrapes, settled_contents(port), live_figures))
+            runs.append(WorkerRun(rate, scrapes, settled_contents(port)))
             # The worker is stopped first: the peer gets the machine the worker had.
             worker.terminate()
             worker.wait(timeout=60)
@@ -452,16 +459,15 @@ def main() -> int:
                 f"scrapes, the worker answered in median "
                 f"{statistics.median(scrapes) * 1000:,.0f} ms, max {max(scrapes) * 1000:,.0f} ms"
             )
-        for run in runs:
-            if run.live is not None:
-                n, median_lag, max_lag, e2e = run.live
-                print()
-                print(
-                    f"live: {n} events at {args.live_rate:,.0f}/s; worker lag while "
-                    f"producing: median {median_lag:,.0f} messages, max {max_lag:,.0f}; caught "
-                    f"up {e2e * 1000:,.0f} ms after the last event was acknowledged "
-                    "(end-to-end lag, durable state included)"
-                )
+        if live_figures is not None:
+            median_lag, max_lag, e2e = live_figures
+            print()
+            print(
+                f"live: {len(live_records)} events at {args.live_rate:,.0f}/s; worker lag while "
+                f"producing: median {median_lag:,.0f} messages, max {max_lag:,.0f}; caught "
+                f"up {e2e * 1000:,.0f} ms after the last event was acknowledged "
+                "(end-to-end lag, durable state included)"
+            )
         return 0
     finally:
         if worker is not None:
