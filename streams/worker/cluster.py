@@ -140,7 +140,7 @@ class ClusterReplica:
         return (self.activity_topic, self.waiting_topic, self.summary_topic)
 
     async def start(self) -> None:
-        self._consumer = AIOKafkaConsumer(
+        consumer = self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap_servers,
             group_id=None,
             enable_auto_commit=False,
@@ -150,8 +150,12 @@ class ClusterReplica:
             max_partition_fetch_bytes=1024 * 1024,
             fetch_max_bytes=8 * 1024 * 1024,
         )
-        await self._consumer.start()
+        await consumer.start()
+        if self._consumer is not consumer:
+            return  # stopped while starting (the worker shut down): nothing to run
         await self._assign_all()
+        if self._consumer is not consumer:
+            return
         self._task = asyncio.create_task(self._run(), name="cluster-replica")
 
     async def stop(self) -> None:
@@ -166,7 +170,8 @@ class ClusterReplica:
 
     async def _assign_all(self) -> None:
         consumer = self._consumer
-        assert consumer is not None
+        if consumer is None:
+            return  # stopped meanwhile
         # Only ever more: a broker that is just starting may answer without some topics.
         wanted = set(self._assigned)
         # The metadata of every topic: the client's own refresh asks only for the topics it

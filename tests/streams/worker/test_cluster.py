@@ -107,6 +107,28 @@ async def test_the_replica_finds_a_topic_created_after_it_started(
         await replica.stop()
 
 
+@pytest.mark.parametrize("turns", [1, 3, 10, 30, 100])
+async def test_a_replica_stopped_while_it_starts_stops_cleanly(
+    kafka_broker: LocalKafka, kafka_settings: Settings, turns: int
+) -> None:
+    # A worker told to stop while its services start (a second worker joining and leaving at
+    # once) stops the replica in the middle of ``start``: neither may fail or leave a reader.
+    replica = ClusterReplica(
+        bootstrap_servers=kafka_broker.bootstrap_servers,
+        activity_topic=kafka_settings.activity_topic,
+        summary_topic=kafka_settings.summary_topic,
+        waiting_topic=kafka_settings.waiting_topic,
+        standings=Standings(ScoringRules(), "UTC"),
+    )
+    starting = asyncio.create_task(replica.start())
+    for _ in range(turns):
+        await asyncio.sleep(0)
+    await replica.stop()
+    await starting
+    assert replica._task is None
+    assert replica._consumer is None
+
+
 class _RecordingStandings(Standings):
     """Standings that note what each prune was told and left behind."""
 
