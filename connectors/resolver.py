@@ -19,8 +19,9 @@ only after Kafka acknowledged all of it.
 Exactly once in normal operation: offsets are committed after the outputs are acknowledged;
 when the group rebalances, the revocation waits for the batch in hand to be committed (during
 an API outage that can hold the rebalance for the batch's retries: ``rebalance_timeout_ms``
-allows for it), and a batch fetched before a revocation is dropped unprocessed (the
-partition's next owner reads it from the committed offset). A stop during retries commits
+allows for it), and a batch fetched across a revocation is dropped unprocessed (the
+partition's next owner reads it from the committed offset; when that owner is this connector
+again, it seeks back to the dropped records first). A stop during retries commits
 each partition up to its first notification not settled yet. A crash between publishing and
 committing re-resolves those notifications (at least once): the copies carry the same event
 id and content id, which the workers dedupe.
@@ -188,7 +189,9 @@ class Resolver:
             async with self._batch_lock:
                 if revocations != self._revocations:
                     # A rebalance happened while these were fetched: whoever owns the
-                    # partitions now reads them again from the committed offsets.
+                    # partitions now reads them again from the committed offsets -- this
+                    # consumer too, when it got a partition back (the fetch moved past them).
+                    _rewind(consumer, batch)
                     return
                 records = [record for part in batch.values() for record in part]
                 limit = asyncio.Semaphore(max(1, self.settings.resolver_concurrency))
@@ -371,6 +374,18 @@ class _WaitForBatch(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
         self._resolver.metrics.resolver_partitions.set(len(assigned))
         log.info("event=resolver_assigned partitions=%d", len(assigned))
+
+
+def _rewind(
+    consumer: AIOKafkaConsumer,
+    batch: Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]],
+) -> None:
+    """Read a dropped batch again: each partition still assigned goes back to its first
+    record in the batch (the others are read by their new owners)."""
+    owned = consumer.assignment()
+    for tp, records in batch.items():
+        if records and tp in owned:
+            consumer.seek(tp, records[0].offset)
 
 
 def _settled_offsets(

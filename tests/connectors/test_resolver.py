@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import msgspec
@@ -22,9 +22,12 @@ import orjson
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from aiokafka import AIOKafkaConsumer
 
 from connectors.envelopes import UNRESOLVED_CONTENT, parse_platform
-from connectors.resolver import redrive_unresolved
+from connectors.metrics import ConnectorMetrics
+from connectors.publisher import KafkaPublisher
+from connectors.resolver import Resolver, redrive_unresolved
 from connectors.server import serve
 from devkit.ports import free_port
 from engage_streams.record import decode_event
@@ -266,10 +269,6 @@ async def test_thin_notifications_survive_an_api_outage_and_resolve_exactly_once
     assert dlq == []
 
 
-# Known flaky in the full suite (passes alone): the rebalance when the second connector joins
-# sometimes leaves the resolvers unsettled within the deadline; cause not found yet (issue 9).
-# Every assertion stays strict; a failure is re-run at most twice.
-@pytest.mark.flaky(reruns=2)
 async def test_two_connectors_share_the_resolving_without_doing_one_twice(
     base_settings: Settings,
     platform_api: tuple[FakeContents, HttpLookup],
@@ -299,6 +298,64 @@ async def test_two_connectors_share_the_resolving_without_doing_one_twice(
         for c in (first, second)
     ]
     assert sum(shares) == 80 and all(shares)  # both did part of the work
+
+
+class _RebalancedWhileFetching:
+    """The resolver's consumer, whose next ``getmany`` answers after a rebalance that gave
+    this consumer its partitions back (the revocation is reported while it waits)."""
+
+    def __init__(self, consumer: AIOKafkaConsumer, resolver: Resolver) -> None:
+        self._consumer = consumer
+        self._resolver = resolver
+        self.rebalances = 1
+
+    async def getmany(self, *, timeout_ms: int, max_records: int) -> Any:
+        batch = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+        if batch and self.rebalances:
+            self.rebalances -= 1
+            self._resolver.on_revoke()
+        return batch
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._consumer, name)
+
+
+async def test_a_batch_dropped_for_a_rebalance_is_read_again_by_its_owner(
+    base_settings: Settings,
+    platform_api: tuple[FakeContents, HttpLookup],
+    start_connector: Callable[..., Awaitable[Connector]],
+) -> None:
+    # Two connectors sharing the resolving lost a notification now and then: a batch fetched
+    # across a rebalance was dropped, and when the same connector got the partition back its
+    # fetch position was already past the dropped records -- the next commit skipped them.
+    fake, lookup = platform_api
+    fake.contents = {c["id"]: c for c in map(content, range(12))}
+    queueing = await start_connector(base_settings, None)  # queues; resolves nothing
+    await notify_all(queueing, [thin(cid) for cid in fake.contents])
+    publisher = KafkaPublisher(base_settings.kafka_bootstrap_servers)
+    await publisher.start()
+    metrics = ConnectorMetrics()
+    resolver = Resolver(base_settings, lookup, publisher, metrics)
+    consumer = resolver._consumer()
+    consumer.subscribe([base_settings.unresolved_topic])
+    await consumer.start()
+    rebalanced = _RebalancedWhileFetching(consumer, resolver)
+    stop = asyncio.Event()
+    try:
+        deadline = time.monotonic() + 60
+        while sum(fake.served.values()) < 12 and time.monotonic() < deadline:
+            await resolver._resolve_next_batch(cast(AIOKafkaConsumer, rebalanced), stop)
+        assert rebalanced.rebalances == 0  # a batch was dropped
+        # Whatever the dropped batch held was read again, resolved and committed.
+        assert fake.served == Counter(list(fake.contents))  # each exactly once
+        partitions = sorted(consumer.assignment())
+        ends = await consumer.end_offsets(partitions)
+        assert {tp: await consumer.committed(tp) for tp in partitions} == ends
+    finally:
+        await consumer.stop()
+        await publisher.stop()
+    records = await read_topic(base_settings.kafka_bootstrap_servers, base_settings.topic, 12)
+    assert sorted(decode_event(r.value).content_id for r in records) == sorted(fake.contents)
 
 
 async def test_unresolvable_goes_to_the_dlq_after_the_retries_and_is_redriven(
