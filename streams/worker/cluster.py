@@ -150,23 +150,29 @@ class ClusterReplica:
             max_partition_fetch_bytes=1024 * 1024,
             fetch_max_bytes=8 * 1024 * 1024,
         )
-        await consumer.start()
+        try:
+            await consumer.start()
+            if self._consumer is consumer:
+                await self._assign_all()
+        except KafkaError:
+            if self._consumer is consumer:
+                raise
+            # stop() closed the client under a request: the worker is shutting down.
         if self._consumer is not consumer:
             return  # stopped while starting (the worker shut down): nothing to run
-        await self._assign_all()
-        if self._consumer is not consumer:
-            return
         self._task = asyncio.create_task(self._run(), name="cluster-replica")
 
     async def stop(self) -> None:
+        # Let go of the consumer first: a start() still under way sees it gone at its next
+        # check and returns without starting a reader on a consumer being stopped.
+        consumer, self._consumer = self._consumer, None
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        if self._consumer is not None:
-            await self._consumer.stop()
-            self._consumer = None
+        if consumer is not None:
+            await consumer.stop()
 
     async def _assign_all(self) -> None:
         consumer = self._consumer

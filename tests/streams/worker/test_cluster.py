@@ -107,7 +107,7 @@ async def test_the_replica_finds_a_topic_created_after_it_started(
         await replica.stop()
 
 
-@pytest.mark.parametrize("turns", [1, 3, 10, 30, 100])
+@pytest.mark.parametrize("turns", [1, 3, 10, 30, 100, 150, 200, 300, 500, 1000])
 async def test_a_replica_stopped_while_it_starts_stops_cleanly(
     kafka_broker: LocalKafka, kafka_settings: Settings, turns: int
 ) -> None:
