@@ -67,7 +67,7 @@ class KafkaPublisher:
         bootstrap_servers: str,
         *,
         request_timeout_seconds: float = 15.0,
-        linger_ms: int = 2,
+        linger_ms: int = 0,
         client_id: str = "engage-streams-connector",
         producer_factory: Callable[[], AIOKafkaProducer] | None = None,
         on_renewed: Callable[[], object] | None = None,
@@ -81,8 +81,11 @@ class KafkaPublisher:
                 # aiokafka retries retriable errors until a batch is this old, then fails it.
                 request_timeout_ms=int(request_timeout_seconds * 1000),
                 retry_backoff_ms=100,
-                # 2 ms of lingering lets concurrent deliveries share produce requests: fewer,
-                # larger requests cost the connector and the broker less CPU per event.
+                # No lingering: aiokafka keeps one produce request in flight per broker, and
+                # the deliveries that arrive meanwhile share the next one anyway (~22 records a
+                # request at 64 senders, ~7 at 16). A 2 ms linger only added latency: at 16
+                # senders it held the connector to 32-34 % of the empty handler, 45-52 % without
+                # (benchmarks/connector_bench.py --concurrency 16); at 64 both gave 63-70 %.
                 linger_ms=linger_ms,
                 max_batch_size=256 * 1024,
                 partitioner=key_partitioner,
