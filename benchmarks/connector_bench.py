@@ -4,12 +4,15 @@ Not a test. Starts (unless ``--bootstrap`` is given) a LocalKafka broker in a te
 then, one after the other, two servers in their own process on free ports:
 
 * ``ceiling``: an aiohttp app whose POST handler answers 200 at once (what HTTP alone costs);
-* ``connector``: the real ``create_app`` with the Kafka publisher (acks=all, idempotence).
+* ``connector``: the real ``create_app`` and ``connector_runner`` (with its HTTP limits) with
+  the Kafka publisher (acks=all, idempotence).
 
 ``--concurrency`` senders (aiohttp client, keep-alive) post signed one-event classic deliveries
 for ``--seconds`` after a warm-up; prints deliveries/s and p50/p99 latency side by side with the
-ratio, and the server's CPU time per delivery (robust to other load on the machine). Rounds
-alternate ceiling/connector; medians are reported.
+ratio, and the CPU time per delivery of the server (robust to other load on the machine), of
+the senders and of the broker: on a 2-core machine the three share the cores, so a connector
+that costs the broker CPU leaves less to itself. Rounds alternate ceiling/connector; medians
+are reported. Both servers run on ``--loop`` (default: the connector's ``ENGAGE_EVENT_LOOP``).
 Run: ``.venv/bin/python benchmarks/connector_bench.py [--seconds 10 --rounds 3]``.
 """
 
@@ -26,6 +29,7 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import NamedTuple
 
 import aiohttp
 
@@ -33,7 +37,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from devkit.ports import free_port  # noqa: E402
+from engage_streams.loops import EVENT_LOOPS  # noqa: E402
 from engage_streams.record import ContentEvent  # noqa: E402
+from engage_streams.settings import Settings  # noqa: E402
 from simulator.deliveries import classic_envelope  # noqa: E402
 
 SECRET = "bench-secret"
@@ -44,8 +50,10 @@ DLQ = "bench.contents.dlq"
 # --- servers (run in a child process) --------------------------------------------------------
 
 
-def serve(kind: str, port: int, bootstrap: str) -> None:
+def serve(kind: str, port: int, bootstrap: str, loop: str, linger_ms: int) -> None:
     from aiohttp import web
+
+    from engage_streams import loops
 
     async def run() -> None:
         publisher = None
@@ -56,9 +64,10 @@ def serve(kind: str, port: int, bootstrap: str) -> None:
 
             app = web.Application()
             app.router.add_post("/webhooks/engage", nothing)
+            runner = web.AppRunner(app, access_log=None)
         else:
             from connectors.publisher import KafkaPublisher
-            from connectors.server import create_app
+            from connectors.server import connector_runner, create_app
             from engage_streams.settings import Settings
 
             settings = Settings(
@@ -67,10 +76,10 @@ def serve(kind: str, port: int, bootstrap: str) -> None:
                 dlq_topic=DLQ,
                 webhook_secret=SECRET,
             )
-            publisher = KafkaPublisher(bootstrap)
+            publisher = KafkaPublisher(bootstrap, linger_ms=linger_ms)
             await publisher.start()
             app = create_app(settings, publisher)
-        runner = web.AppRunner(app, access_log=None)
+            runner = connector_runner(settings, app)  # the connector's own: with its limits
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port).start()
         print("ready", flush=True)
@@ -82,7 +91,7 @@ def serve(kind: str, port: int, bootstrap: str) -> None:
                 await publisher.stop()
 
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run())
+        loops.run(run(), loop)
 
 
 # --- load ------------------------------------------------------------------------------------
@@ -175,10 +184,29 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measure(kind: str, bootstrap: str, args: argparse.Namespace) -> dict[str, float]:
+def measure(
+    kind: str,
+    bootstrap: str,
+    args: argparse.Namespace,
+    broker_pid: int | None,
+    variant: Variant,
+) -> dict[str, float]:
     port = free_port()
     child = subprocess.Popen(
-        [sys.executable, __file__, "--serve", kind, "--port", str(port), "--bootstrap", bootstrap],
+        [
+            sys.executable,
+            __file__,
+            "--serve",
+            kind,
+            "--port",
+            str(port),
+            "--bootstrap",
+            bootstrap,
+            "--loop",
+            variant.loop,
+            "--linger-ms",
+            str(variant.linger_ms),
+        ],
         stdout=subprocess.PIPE,
         cwd=ROOT,
     )
@@ -189,13 +217,32 @@ def measure(kind: str, bootstrap: str, args: argparse.Namespace) -> dict[str, fl
             raise SystemExit(f"{kind} server did not start")
         url = f"http://127.0.0.1:{port}/webhooks/engage"
         cpu_before = cpu_seconds(child.pid)
+        client_before = time.process_time()
+        broker_before = cpu_seconds(broker_pid) if broker_pid else 0.0
         result = asyncio.run(load(url, args.concurrency, args.warmup, args.seconds, args.rate))
+        answered = result["answered"]
         # CPU the server spent per answered delivery: robust to other load on the machine
-        result["cpu_us"] = (cpu_seconds(child.pid) - cpu_before) / result["answered"] * 1e6
+        result["cpu_us"] = (cpu_seconds(child.pid) - cpu_before) / answered * 1e6
+        # ... and the senders and the broker: on a 2-core machine the three share two cores
+        result["client_us"] = (time.process_time() - client_before) / answered * 1e6
+        broker = cpu_seconds(broker_pid) - broker_before if broker_pid else float("nan")
+        result["broker_us"] = broker / answered * 1e6
         return result
     finally:
         child.terminate()
         child.wait(timeout=30)
+
+
+class Variant(NamedTuple):
+    """One server setup: the event loop (both servers) and the connector's linger."""
+
+    loop: str
+    linger_ms: int
+
+    def name(self, kind: str) -> str:
+        if kind == "ceiling":
+            return f"ceiling {self.loop}"
+        return f"connector {self.loop} linger {self.linger_ms} ms"
 
 
 def main() -> int:
@@ -208,11 +255,27 @@ def main() -> int:
     parser.add_argument(
         "--rate", type=float, help="offered deliveries/s in all (default: as fast as answered)"
     )
+    parser.add_argument(
+        "--loop",
+        choices=EVENT_LOOPS,
+        nargs="+",
+        default=[Settings().event_loop],
+        help="the servers' event loop, both the empty handler's and the connector's (default: "
+        "the connector's, ENGAGE_EVENT_LOOP's default); several: each in every round",
+    )
+    parser.add_argument(
+        "--linger-ms",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="the connector's producer linger (default 0, the connector's); several: each in "
+        "every round",
+    )
     parser.add_argument("--serve", choices=["ceiling", "connector"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve, args.port, args.bootstrap or "")
+        serve(args.serve, args.port, args.bootstrap or "", args.loop[0], args.linger_ms[0])
         return 0
 
     from devkit.broker import KafkaConfig, LocalKafka
@@ -225,39 +288,65 @@ def main() -> int:
         kafka = LocalKafka(KafkaConfig(data_dir=data_dir, port=free_port()))
         kafka.start()
         bootstrap = kafka.bootstrap_servers
+    broker_pid = kafka.status().pid if kafka is not None else None
     try:
         asyncio.run(create_topics(bootstrap, {TOPIC: 8, DLQ: 1}))
-        rounds: dict[str, list[dict[str, float]]] = {"ceiling": [], "connector": []}
-        for number in range(args.rounds):  # interleaved: both see the same background load
-            for kind in ("ceiling", "connector"):
-                r = measure(kind, bootstrap, args)
-                rounds[kind].append(r)
+        # Every setup once per round, interleaved: the machine drifts by tens of % within
+        # minutes here, so only figures taken in one round compare; ratios are per round.
+        ceilings = [Variant(loop, 0) for loop in args.loop]
+        connectors = [Variant(loop, linger) for loop in args.loop for linger in args.linger_ms]
+        setups = [("ceiling", v) for v in ceilings] + [("connector", v) for v in connectors]
+        results: dict[str, list[dict[str, float]]] = {v.name(k): [] for k, v in setups}
+        ratios: dict[str, list[float]] = {v.name("connector"): [] for v in connectors}
+        # A fresh broker compiles its hot paths (JIT) in its first seconds: not in round 1.
+        measure("connector", bootstrap, args, broker_pid, connectors[0])
+        for number in range(args.rounds):
+            this_round: dict[str, dict[str, float]] = {}
+            for kind, variant in setups:
+                name = variant.name(kind)
+                r = this_round[name] = measure(kind, bootstrap, args, broker_pid, variant)
+                results[name].append(r)
                 print(
-                    f"round {number + 1} {kind:10} {r['rate']:6.0f}/s p50 {r['p50_ms']:6.2f} ms "
-                    f"p99 {r['p99_ms']:6.2f} ms cpu {r['cpu_us']:4.0f} us",
+                    f"round {number + 1} {name:32} {r['rate']:6.0f}/s p50 {r['p50_ms']:6.2f} ms "
+                    f"p99 {r['p99_ms']:6.2f} ms cpu {r['cpu_us']:4.0f} us "
+                    f"(senders {r['client_us']:4.0f} us, broker {r['broker_us']:4.0f} us)",
                     flush=True,
                 )
-        ceiling, real = median_of(rounds["ceiling"]), median_of(rounds["connector"])
+            for variant in connectors:
+                ceiling_rate = this_round[Variant(variant.loop, 0).name("ceiling")]["rate"]
+                ratios[variant.name("connector")].append(
+                    this_round[variant.name("connector")]["rate"] / ceiling_rate
+                )
     finally:
         if kafka is not None:
             kafka.stop()
     offered = f"offered {args.rate:g}/s" if args.rate else "closed loop"
     print(
         f"{args.concurrency} concurrent senders ({offered}), {args.seconds:g} s x "
-        f"{args.rounds} rounds (medians), 1 event per delivery"
+        f"{args.rounds} rounds (medians), 1 event per delivery, acks=all + idempotence"
     )
     print(
-        f"{'':12}{'deliveries/s':>14}{'p50 ms':>10}{'p99 ms':>10}{'failures':>10}"
-        f"{'server CPU us/delivery':>24}"
+        f"{'':34}{'deliveries/s':>13}{'p50 ms':>8}{'p99 ms':>8}{'fails':>6}"
+        f"{'  CPU us/delivery: server + senders + broker':>44}"
     )
-    for name, r in (("ceiling", ceiling), ("connector", real)):
+    for name, rs in results.items():
+        r = median_of(rs)
         print(
-            f"{name:12}{r['rate']:>14.0f}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}"
-            f"{r['failures']:>10.0f}{r['cpu_us']:>24.0f}"
+            f"{name:34}{r['rate']:>13.0f}{r['p50_ms']:>8.2f}{r['p99_ms']:>8.2f}"
+            f"{r['failures']:>6.0f}{r['cpu_us']:>18.0f} + {r['client_us']:.0f} + "
+            f"{r['broker_us']:.0f}"
         )
-    print(f"connector / ceiling = {real['rate'] / ceiling['rate']:.0%} (acks=all, idempotent)")
-    print(f"CPU per delivery: connector / ceiling = {real['cpu_us'] / ceiling['cpu_us']:.2f}x")
-    print(f"cpus={os.cpu_count()} load average={os.getloadavg()[0]:.1f} bootstrap={bootstrap}")
+    for variant in connectors:
+        name = variant.name("connector")
+        ceiling_cpu = median_of(results[Variant(variant.loop, 0).name("ceiling")])["cpu_us"]
+        cpu = median_of(results[name])["cpu_us"]
+        per_round = ", ".join(f"{x:.0%}" for x in ratios[name])
+        print(
+            f"{name} / ceiling {variant.loop} = {statistics.median(ratios[name]):.0%} "
+            f"(median of the rounds' ratios: {per_round}); server CPU {cpu / ceiling_cpu:.2f}x"
+        )
+    load_average = os.getloadavg()[0]
+    print(f"cpus={os.cpu_count()} load average={load_average:.1f} bootstrap={bootstrap}")
     return 0
 
 

@@ -54,6 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from devkit.broker import KafkaConfig, LocalKafka
 from devkit.ports import free_port
+from engage_streams.loops import EVENT_LOOPS
 from engage_streams.record import decode_event, encode_event
 from engage_streams.settings import Settings
 from engage_streams.topics import create_topics
@@ -354,6 +355,14 @@ def main() -> int:
     parser.add_argument(
         "--rounds", type=int, default=3, help="rounds of ceiling, worker (and peer): medians"
     )
+    parser.add_argument(
+        "--loop",
+        choices=EVENT_LOOPS,
+        nargs="+",
+        default=[Settings().event_loop],
+        help="the worker's ENGAGE_EVENT_LOOP (default: its default); several: each in every "
+        "round, the live step on the first",
+    )
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="engage-bench-"))
@@ -388,71 +397,79 @@ def main() -> int:
 
         in_topic = len(records)
         ceilings: list[float] = []
-        runs: list[WorkerRun] = []
+        runs: dict[str, list[WorkerRun]] = {loop: [] for loop in args.loop}
         peers: list[dict[str, Any]] = []
         live_figures: tuple[float, float, float] | None = None  # median lag, max lag, e2e
         for round_ in range(args.rounds):
             ceilings.append(asyncio.run(ceiling(bootstrap, topic, args.partitions, in_topic)))
-            run_id = f"{suffix}-{round_}"
-            settings = replace(
-                bench_settings(bootstrap, topic, run_id, args.partitions),
-                app_id=f"bench-{run_id}",
-                worker_web_port=free_port(),
-                data_dir=str(workdir / f"worker-{round_}"),
-            )
-            log = workdir / f"worker-{round_}.log"
-            worker, rate, scrapes = time_worker(
-                settings, log, in_topic, args.partitions, args.scrape
-            )
-            port = settings.worker_web_port
-            if round_ == 0 and live_records:
-                # Live once (it adds its events to the topic: later rounds read them too).
-                live_figures = live_phase(bootstrap, topic, port, live_records, args.live_rate)
-                in_topic += len(live_records)
-            runs.append(WorkerRun(rate, scrapes, settled_contents(port)))
-            # The worker is stopped first: the peer gets the machine the worker had.
-            worker.terminate()
-            worker.wait(timeout=60)
-            worker = None
+            for loop in args.loop:  # several kinds of loop: each in every round
+                run_id = f"{suffix}-{round_}-{loop}"
+                settings = replace(
+                    bench_settings(bootstrap, topic, run_id, args.partitions),
+                    app_id=f"bench-{run_id}",
+                    worker_web_port=free_port(),
+                    data_dir=str(workdir / f"worker-{round_}-{loop}"),
+                    event_loop=loop,
+                )
+                log = workdir / f"worker-{round_}-{loop}.log"
+                worker, rate, scrapes = time_worker(
+                    settings, log, in_topic, args.partitions, args.scrape
+                )
+                port = settings.worker_web_port
+                if round_ == 0 and loop == args.loop[0] and live_records:
+                    # Live once (it adds its events to the topic: later runs read them too).
+                    live_figures = live_phase(bootstrap, topic, port, live_records, args.live_rate)
+                    in_topic += len(live_records)
+                runs[loop].append(WorkerRun(rate, scrapes, settled_contents(port)))
+                # The worker is stopped first: the peer gets the machine the worker had.
+                worker.terminate()
+                worker.wait(timeout=60)
+                worker = None
             if args.peer == "quix":
                 state_dir = workdir / f"quix-{round_}"
                 peers.append(run_quix_peer(bootstrap, topic, in_topic, state_dir))
             print(
-                f"round {round_ + 1}: ceiling {ceilings[-1]:,.0f}, worker {rate:,.0f}"
+                f"round {round_ + 1}: ceiling {ceilings[-1]:,.0f}, "
+                + ", ".join(f"worker ({loop}) {runs[loop][-1].rate:,.0f}" for loop in args.loop)
                 + (f", Quix peer {peers[-1]['rate']:,.0f}" if peers else "")
                 + " events/s"
             )
 
-        rates = [run.rate for run in runs]
         print()
         print(f"medians of {args.rounds} rounds (min .. max)")
         print(f"{'pipeline':<48} {'events/s':>12}")
         print(
             f"{'raw aiokafka getmany + msgspec decode (ceiling)':<48} {_spread(ceilings, ',.0f')}"
         )
-        print(f"{'engage-streams worker (durable, exact)':<48} {_spread(rates, ',.0f')}")
-        # Ratios of the same round (same machine state), then their median.
-        to_ceiling = [r / c for r, c in zip(rates, ceilings, strict=True)]
-        print(f"{'ratio worker / ceiling':<48} {_spread(to_ceiling, '.1%')}")
+        peer_rates = [peer["rate"] for peer in peers]
         if peers:
-            peer_rates = [peer["rate"] for peer in peers]
-            to_peer = [r / p for r, p in zip(rates, peer_rates, strict=True)]
-            peer_to_ceiling = [p / c for p, c in zip(peer_rates, ceilings, strict=True)]
             quix = "Quix Streams peer (RocksDB state + changelog)"
             print(f"{quix:<48} {_spread(peer_rates, ',.0f')}")
-            print(f"{'ratio worker / Quix peer':<48} {_spread(to_peer, '.2f', 'x')}")
+            peer_to_ceiling = [p / c for p, c in zip(peer_rates, ceilings, strict=True)]
             print(f"{'ratio Quix peer / ceiling':<48} {_spread(peer_to_ceiling, '.1%')}")
-            for round_, (run, peer) in enumerate(zip(runs, peers, strict=True)):
-                same = peer["contents"] == run.contents
-                print(
-                    f"round {round_ + 1}: contents by source and direction, worker vs peer: "
-                    f"{'equal' if same else 'DIFFERENT'} ({sum(run.contents.values()):,} contents)"
-                )
-                if not same:
-                    for key in sorted(set(peer["contents"]) | set(run.contents))[:20]:
-                        theirs = peer["contents"].get(key, 0)
-                        print(f"  {key}: worker {run.contents.get(key, 0)}, peer {theirs}")
-        scrapes = [s for run in runs for s in run.scrapes]
+        for loop, loop_runs in runs.items():
+            rates = [run.rate for run in loop_runs]
+            print(
+                f"{f'engage-streams worker (durable, exact), {loop}':<48} {_spread(rates, ',.0f')}"
+            )
+            # Ratios of the same round (same machine state), then their median.
+            to_ceiling = [r / c for r, c in zip(rates, ceilings, strict=True)]
+            print(f"{f'ratio worker ({loop}) / ceiling':<48} {_spread(to_ceiling, '.1%')}")
+            if peers:
+                to_peer = [r / p for r, p in zip(rates, peer_rates, strict=True)]
+                print(f"{f'ratio worker ({loop}) / Quix peer':<48} {_spread(to_peer, '.2f', 'x')}")
+                for round_, (run, peer) in enumerate(zip(loop_runs, peers, strict=True)):
+                    same = peer["contents"] == run.contents
+                    print(
+                        f"round {round_ + 1}: contents by source and direction, worker ({loop}) "
+                        f"vs peer: {'equal' if same else 'DIFFERENT'} "
+                        f"({sum(run.contents.values()):,} contents)"
+                    )
+                    if not same:
+                        for key in sorted(set(peer["contents"]) | set(run.contents))[:20]:
+                            theirs = peer["contents"].get(key, 0)
+                            print(f"  {key}: worker {run.contents.get(key, 0)}, peer {theirs}")
+        scrapes = [s for loop_runs in runs.values() for run in loop_runs for s in run.scrapes]
         if scrapes:
             print(
                 f"/metrics scraped every {args.scrape:g} s during the runs: {len(scrapes)} "

@@ -53,13 +53,13 @@ from connectors.http_limits import (
     BODY_TOO_LARGE,
     HttpLimits,
     LimitedAppRunner,
-    headers_read,
 )
 from connectors.metrics import ConnectorMetrics, event_type_label
 from connectors.publisher import KafkaPublisher, Message, Publisher, PublishError
 from connectors.resolver import ContentLookup, Resolver, redrive_unresolved
 from connectors.sources import SourceTypes, keep_source_types_fresh
 from connectors.subscription import SubscriptionKeeper, renewal_reminder_of
+from engage_streams import loops
 from engage_streams.record import encode_event
 from engage_streams.rest.platform import PlatformApiError, PlatformClient
 from engage_streams.settings import Settings, SettingsError
@@ -107,7 +107,7 @@ def create_app(
         SourceTypes() if source_types is None else source_types,
     )
     receiver.on_renewal_reminder = on_renewal_reminder
-    app = web.Application(middlewares=[headers_read])
+    app = web.Application()
     app[METRICS] = receiver.metrics
     app.router.add_get("/webhooks/engage", receiver.engage_handshake)
     app.router.add_post("/webhooks/engage", receiver.engage_delivery)
@@ -451,7 +451,7 @@ def main(settings: Settings, argv: list[str]) -> int:
         # One line per platform API request (each resolved notification) is noise; the
         # platform client logs retries and failures itself.
         logging.getLogger("httpx").setLevel(logging.WARNING)
-    return asyncio.run(serve(settings))
+    return loops.run(serve(settings), settings.event_loop)
 
 
 def _redrive(settings: Settings) -> int:
@@ -478,6 +478,7 @@ CONNECTOR_SETTINGS: Final = (
     "ENGAGE_TOPIC_REPLICATION", "CONNECTOR_MAX_HEADER_BYTES", "CONNECTOR_MAX_HEADERS",
     "CONNECTOR_HEADER_TIMEOUT_SECONDS", "CONNECTOR_BODY_TIMEOUT_SECONDS",
     "CONNECTOR_KEEPALIVE_TIMEOUT_SECONDS", "CONNECTOR_MAX_CONNECTIONS", "ENGAGE_AGENTS_CONFIG",
+    "ENGAGE_EVENT_LOOP",
 )  # fmt: skip
 
 

@@ -251,6 +251,13 @@ class Settings:
             "help": "table store of the worker (rocksdb:// or memory://)",
         },
     )
+    event_loop: str = field(
+        default="uvloop",
+        metadata={
+            "env": "ENGAGE_EVENT_LOOP",
+            "help": "event loop of the connector and the worker (uvloop or asyncio)",
+        },
+    )
     data_dir: str = field(
         default=".engage-streams",
         metadata={
@@ -522,6 +529,12 @@ def _bootstrap(value: str) -> str | None:
     return None
 
 
+def _event_loop(value: str) -> str | None:
+    from engage_streams.loops import EVENT_LOOPS
+
+    return None if value in EVENT_LOOPS else f"must be one of {', '.join(EVENT_LOOPS)}"
+
+
 def _store(value: str) -> str | None:
     if value.startswith(("rocksdb://", "memory://")):
         return None
@@ -542,6 +555,7 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "thread_cache_size": _at_least(0),
     "leaderboard_top_n": _at_least(1),
     "store": _store,
+    "event_loop": _event_loop,
     "sla_config": _readable_file,
     "scoring_config": _readable_file,
     "agents_config": _readable_file,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from engage_streams import loops
 from engage_streams.settings import Settings, SettingsError
 from streams.core.directory import load_directory
 from streams.core.gamification.scoring import load_scoring_rules
@@ -42,6 +43,8 @@ def main(settings: Settings, loglevel: str = "info") -> int:
     fix_mmap_threshold()
     early_web.start(settings.worker_host, settings.worker_web_port)
 
+    # Faust builds its loops itself (the worker's, its consumer thread's): set their kind.
+    loops.install(settings.event_loop)
     from faust.worker import Worker
 
     from streams.worker.app import build_app

@@ -20,8 +20,10 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
+import uvloop
 
 from connectors.http_limits import REJECTION_REASONS, HttpLimits
+from engage_streams.loops import EVENT_LOOPS
 from engage_streams.settings import Settings, SettingsError
 from tests.connectors.in_process import Served, running_connector
 
@@ -49,6 +51,22 @@ DELIVERY = orjson.dumps(
         ],
     }
 )
+
+
+# pytest-asyncio's replacement (its loop-factories hook) would parametrize every async test of
+# the suite; this module alone needs both loops.
+pytestmark = pytest.mark.filterwarnings(
+    'ignore:Overriding the "event_loop_policy" fixture is deprecated'
+)
+
+
+@pytest.fixture(params=EVENT_LOOPS)
+def event_loop_policy(request: pytest.FixtureRequest) -> asyncio.AbstractEventLoopPolicy:
+    """Every test here on each ENGAGE_EVENT_LOOP: the limits work at the transport level,
+    where uvloop's classes are not asyncio's (its transports subclass none of them)."""
+    if request.param == "uvloop":
+        return uvloop.EventLoopPolicy()
+    return asyncio.DefaultEventLoopPolicy()
 
 
 def request_head(length: int, extra: str = "") -> bytes:

@@ -52,6 +52,8 @@ CASES = [
     (["worker"], "WORKER_WEB_PORT", "99999", "not a port"),
     (["worker"], "ENGAGE_STORE", "redis://", "rocksdb:// or memory://"),
     (["worker"], "ENGAGE_DATA_DIR", "{a_file}/state", "is not a directory"),
+    (["worker"], "ENGAGE_EVENT_LOOP", "trio", "uvloop, asyncio"),
+    (["connector"], "ENGAGE_EVENT_LOOP", "tokio", "uvloop, asyncio"),
     (["kafka", "start"], "ENGAGE_DATA_DIR", "{a_file}", "is not a directory"),
     (["connector"], "CONNECTOR_PORT", "eighty", "whole number"),
     (["connector"], "KAFKA_BOOTSTRAP_SERVERS", "kafka-without-port", "not host:port"),
