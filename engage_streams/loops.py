@@ -1,9 +1,13 @@
 """The event loop the long-running commands run on (``ENGAGE_EVENT_LOOP``).
 
-``uvloop`` (libuv, in C; the default) or ``asyncio`` (the standard library's loop). Same
-semantics, less CPU per socket event and per callback: on a 2-core machine the connector
-answered 24-32 % more deliveries a second with it (``benchmarks/connector_bench.py --loop``) and
-the worker processed ~20 % more events a second (``benchmarks/worker_bench.py``).
+``uvloop`` (libuv, in C; the default) or ``asyncio`` (the standard library's loop): the same
+semantics, less CPU per socket event and per callback. Measured on 2026-12-07 on a 2-core
+machine, both servers of ``benchmarks/connector_bench.py --loop asyncio uvloop`` interleaved in
+each round: the empty handler's CPU per request 40-49 us against 56-71 us; the connector's
+deliveries/s with uvloop above asyncio's in every run (+1 % to +40 %, the machine drifting by
+tens of % between runs). The worker's rate did not change (``benchmarks/worker_bench.py --loop
+uvloop asyncio``: 21,900 against 22,400 events/s, within the noise): its time is Python, not
+the loop's.
 
 ``run(main, loop)`` runs a coroutine to completion on a new loop of that kind (the
 connector); ``install(loop)`` makes it the kind every later loop of this process is, for code
