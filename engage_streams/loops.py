@@ -11,7 +11,7 @@ the loop's.
 
 ``run(main, loop)`` runs a coroutine to completion on a new loop of that kind (the
 connector); ``install(loop)`` makes it the kind every later loop of this process is, for code
-that builds its loops itself (Faust's worker and its consumer thread).
+that builds its loops itself (Faust's worker and its consumer thread), with ``policy(loop)``.
 """
 
 from __future__ import annotations
@@ -47,11 +47,16 @@ def run(main: Coroutine[Any, Any, T], loop: str) -> T:
         return runner.run(main)
 
 
-def install(loop: str) -> None:
-    """Make every loop this process creates from now on one of kind ``loop``."""
+def policy(loop: str) -> asyncio.AbstractEventLoopPolicy:
+    """The event loop policy whose loops are of kind ``loop``."""
     if loop_factory(loop) is None:
-        asyncio.set_event_loop_policy(None)
-        return
+        return asyncio.DefaultEventLoopPolicy()
     import uvloop
 
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    made: asyncio.AbstractEventLoopPolicy = uvloop.EventLoopPolicy()
+    return made
+
+
+def install(loop: str) -> None:
+    """Make every loop this process creates from now on one of kind ``loop``."""
+    asyncio.set_event_loop_policy(policy(loop))

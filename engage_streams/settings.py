@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from engage_streams.loops import EVENT_LOOPS
+
 DEFAULT_KAFKA_PORT = 9092
 """Kafka's own default port: of ``KAFKA_BOOTSTRAP_SERVERS`` and of the local broker."""
 
@@ -530,8 +532,6 @@ def _bootstrap(value: str) -> str | None:
 
 
 def _event_loop(value: str) -> str | None:
-    from engage_streams.loops import EVENT_LOOPS
-
     return None if value in EVENT_LOOPS else f"must be one of {', '.join(EVENT_LOOPS)}"
 
 

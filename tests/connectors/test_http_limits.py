@@ -20,9 +20,9 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-import uvloop
 
 from connectors.http_limits import REJECTION_REASONS, HttpLimits
+from engage_streams import loops
 from engage_streams.loops import EVENT_LOOPS
 from engage_streams.settings import Settings, SettingsError
 from tests.connectors.in_process import Served, running_connector
@@ -64,9 +64,7 @@ pytestmark = pytest.mark.filterwarnings(
 def event_loop_policy(request: pytest.FixtureRequest) -> asyncio.AbstractEventLoopPolicy:
     """Every test here on each ENGAGE_EVENT_LOOP: the limits work at the transport level,
     where uvloop's classes are not asyncio's (its transports subclass none of them)."""
-    if request.param == "uvloop":
-        return uvloop.EventLoopPolicy()
-    return asyncio.DefaultEventLoopPolicy()
+    return loops.policy(request.param)
 
 
 def request_head(length: int, extra: str = "") -> bytes:
