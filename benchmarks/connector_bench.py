@@ -11,8 +11,9 @@ then, one after the other, two servers in their own process on free ports:
 for ``--seconds`` after a warm-up; prints deliveries/s and p50/p99 latency side by side with the
 ratio, and the CPU time per delivery of the server (robust to other load on the machine), of
 the senders and of the broker: on a 2-core machine the three share the cores, so a connector
-that costs the broker CPU leaves less to itself. Rounds alternate ceiling/connector; medians
-are reported. Both servers run on ``--loop`` (default: the connector's ``ENGAGE_EVENT_LOOP``).
+that costs the broker CPU leaves less to itself. Each round runs every setup once, one after
+the other; medians are reported, ratios are taken within a round. Both servers run on
+``--loop`` (default: the connector's ``ENGAGE_EVENT_LOOP``).
 Run: ``.venv/bin/python benchmarks/connector_bench.py [--seconds 10 --rounds 3]``.
 """
 
@@ -297,25 +298,18 @@ def main() -> int:
         connectors = [Variant(loop, linger) for loop in args.loop for linger in args.linger_ms]
         setups = [("ceiling", v) for v in ceilings] + [("connector", v) for v in connectors]
         results: dict[str, list[dict[str, float]]] = {v.name(k): [] for k, v in setups}
-        ratios: dict[str, list[float]] = {v.name("connector"): [] for v in connectors}
         # A fresh broker compiles its hot paths (JIT) in its first seconds: not in round 1.
         measure("connector", bootstrap, args, broker_pid, connectors[0])
         for number in range(args.rounds):
-            this_round: dict[str, dict[str, float]] = {}
             for kind, variant in setups:
                 name = variant.name(kind)
-                r = this_round[name] = measure(kind, bootstrap, args, broker_pid, variant)
+                r = measure(kind, bootstrap, args, broker_pid, variant)
                 results[name].append(r)
                 print(
                     f"round {number + 1} {name:32} {r['rate']:6.0f}/s p50 {r['p50_ms']:6.2f} ms "
                     f"p99 {r['p99_ms']:6.2f} ms cpu {r['cpu_us']:4.0f} us "
                     f"(senders {r['client_us']:4.0f} us, broker {r['broker_us']:4.0f} us)",
                     flush=True,
-                )
-            for variant in connectors:
-                ceiling_rate = this_round[Variant(variant.loop, 0).name("ceiling")]["rate"]
-                ratios[variant.name("connector")].append(
-                    this_round[variant.name("connector")]["rate"] / ceiling_rate
                 )
     finally:
         if kafka is not None:
@@ -338,11 +332,13 @@ def main() -> int:
         )
     for variant in connectors:
         name = variant.name("connector")
-        ceiling_cpu = median_of(results[Variant(variant.loop, 0).name("ceiling")])["cpu_us"]
+        its_ceiling = results[Variant(variant.loop, 0).name("ceiling")]
+        ratios = [r["rate"] / c["rate"] for r, c in zip(results[name], its_ceiling, strict=True)]
+        ceiling_cpu = median_of(its_ceiling)["cpu_us"]
         cpu = median_of(results[name])["cpu_us"]
-        per_round = ", ".join(f"{x:.0%}" for x in ratios[name])
+        per_round = ", ".join(f"{x:.0%}" for x in ratios)
         print(
-            f"{name} / ceiling {variant.loop} = {statistics.median(ratios[name]):.0%} "
+            f"{name} / ceiling {variant.loop} = {statistics.median(ratios):.0%} "
             f"(median of the rounds' ratios: {per_round}); server CPU {cpu / ceiling_cpu:.2f}x"
         )
     load_average = os.getloadavg()[0]
