@@ -14,7 +14,8 @@ on free ports in a temporary directory. Steps:
    (default 1 s, as a Prometheus would, only faster); the rate is the steady one between the
    first scrape that saw work done and the last that saw work left, both read from
    ``engage_stream_lag_messages`` (start-up, rebalance and the final flush excluded, no
-   rounding to a scrape interval);
+   rounding to a scrape interval); with ``--loop uvloop asyncio`` once on each
+   ``ENGAGE_EVENT_LOOP`` in every round (default: one worker, on the setting's default);
 4. live: while the worker runs, ``--live-events`` more events are produced at
    ``--live-rate`` per second; the end-to-end lag is the time from the last produced
    event to the moment the worker has processed (and made durable) everything;
