@@ -3,7 +3,8 @@
 The Faust app is built from the settings the command was given (``build_app``), so signals
 reach this process: SIGTERM/SIGINT stop the worker cleanly. Before anything starts, every
 config file the worker reads is loaded once (``check_config``): a bad one ends the command
-with one line naming its variable, not a traceback from inside the app.
+with one line naming its variable, not a traceback from inside the app. Once the app is
+built, the garbage collector is tuned for a long-lived heap (``streams.worker.gc_policy``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from streams.core.directory import load_directory
 from streams.core.gamification.scoring import load_scoring_rules
 from streams.core.responses.sla import SlaPolicy
 from streams.worker import early_web
+from streams.worker.gc_policy import tune_collector
 from streams.worker.memory import fix_mmap_threshold
 
 
@@ -49,6 +51,8 @@ def main(settings: Settings, loglevel: str = "info") -> int:
 
     from streams.worker.app import build_app
 
-    worker = Worker(build_app(settings), loglevel=loglevel, quiet=True)
+    app = build_app(settings)
+    tune_collector()  # the modules and the app just built are long-lived: no walking them
+    worker = Worker(app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()
     return 0
