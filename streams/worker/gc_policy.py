@@ -19,7 +19,8 @@ event loop -- ``/metrics``, the API -- for ~0.1 s each time.
   collection promotes them, and the older generations (whose triggers count young
   collections) fill 14x more slowly. Cycles are still collected; only later.
 
-Measured with the same bench: the collector's time fell to 0.2-0.5 s for the same events.
+Measured with the same bench, interleaved with the old code: the collector's time fell from
+1.29-1.40 s to 0.53-0.64 s for the same events.
 """
 
 from __future__ import annotations
@@ -32,11 +33,11 @@ YOUNG_THRESHOLD = 10_000
 OLDER_THRESHOLDS = (10, 10)
 
 
-def tune_collector(young: int = YOUNG_THRESHOLD) -> tuple[int, int, int]:
-    """Freeze what exists now and collect the young generation every ``young`` allocations;
-    the thresholds in force before (to restore them)."""
+def tune_collector() -> tuple[int, int, int]:
+    """Freeze what exists now and collect the young generation every ``YOUNG_THRESHOLD``
+    allocations; the thresholds in force before (to restore them)."""
     before = gc.get_threshold()
     gc.collect()  # frozen objects are never collected: freeze no garbage
     gc.freeze()
-    gc.set_threshold(young, *OLDER_THRESHOLDS)
+    gc.set_threshold(YOUNG_THRESHOLD, *OLDER_THRESHOLDS)
     return before

@@ -14,7 +14,6 @@ from streams.worker.gc_policy import OLDER_THRESHOLDS, YOUNG_THRESHOLD, tune_col
 
 @pytest.fixture
 def tuned() -> Iterator[tuple[int, int, int]]:
-    gc.collect()
     before = tune_collector()
     try:
         yield before
