@@ -81,16 +81,17 @@ def _broker_urls(bootstrap: str) -> list[str]:
 
 
 class RecoveryReport(mode.Service):
-    """Says on ``/readyz`` and in the metrics whether, and how far, the table is recovering."""
+    """Says on ``/readyz`` and in the metrics whether, and how far, the table is recovering:
+    at every restored batch (the watch's listener) and, between batches, on a timer."""
 
     def __init__(self, watch: RecoveryWatch, health: WorkerHealth, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.watch = watch
-        self.health = health
+        watch.listener = lambda progress: report_recovery(progress, health)
 
     @mode.Service.timer(RECOVERY_REPORT_SECONDS)
     async def _report(self) -> None:
-        report_recovery(self.watch.observe(), self.health)
+        self.watch.observe()
 
 
 def report_recovery(progress: RecoveryProgress | None, health: WorkerHealth) -> None:

@@ -166,6 +166,8 @@ class ChangelogRestorer:
             recovery.flush_buffers()
             recovery._set_recovery_ended()
             recovery.signal_recovery_end.set()
+        if watch is not None:
+            watch.observe()  # how far now (None once the recovery has ended)
 
 
 def write_changelog_batch(store: Any, partition: int, records: Sequence[Any], last: int) -> None:
@@ -209,16 +211,26 @@ class RecoveryWatch:
     """Reads Faust's recovery (highwaters, offsets) as records restored / records to restore.
 
     The records to restore of a partition are counted from the first time this watch sees it
-    in a recovery (``observe`` is called before each restored batch and by a timer).
+    in a recovery (``observe`` is called before and after each restored batch and by a timer).
+    Each observation goes to ``listener`` when one is set, so a report made from the restore
+    itself does not wait for the next timer: a restore that lasts less than a timer period
+    is still seen.
     """
 
     def __init__(self, app: faust.App) -> None:
         self.app = app
+        self.listener: Callable[[RecoveryProgress | None], None] | None = None
         self._started_at: float | None = None
         self._baseline: dict[TP, int] = {}
 
     def observe(self) -> RecoveryProgress | None:
         """The progress of the recovery under way, or None when none is."""
+        progress = self._progress()
+        if self.listener is not None:
+            self.listener(progress)
+        return progress
+
+    def _progress(self) -> RecoveryProgress | None:
         recovery: Any = getattr(self.app.tables, "recovery")  # noqa: B009 -- not on TableManagerT
         if not recovery.in_recovery:
             self._started_at = None

@@ -19,13 +19,17 @@ from faust.transport import consumer as base_consumer
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP
 
+from streams.worker.app import RecoveryReport
 from streams.worker.faust_batch import (
     BatchApp,
     BatchConsumer,
     BatchTransport,
+    ChangelogRestorer,
     RecoveryProgress,
+    RecoveryWatch,
     write_changelog_batch,
 )
+from streams.worker.health import WorkerHealth
 
 
 def test_pinned_faust_version() -> None:
@@ -172,3 +176,60 @@ def test_faust_stream_checks_leave_batch_topics_out() -> None:
     consumer.verify_event_path(0.0, TP("engage.contents", 0))
     consumer.verify_event_path(0.0, TP("engage-streams-threads-changelog", 0))
     assert checked == [TP("engage-streams-threads-changelog", 0)]
+
+
+class _Recovery:
+    """What ``ChangelogRestorer`` and ``RecoveryWatch`` read and call of Faust's recovery:
+    one active partition restoring up to its highwater."""
+
+    def __init__(self, tp: TP, highwater: int) -> None:
+        self.active_tps = {tp}
+        self.standby_tps: set[TP] = set()
+        self.active_offsets: dict[TP, int] = {tp: -1}
+        self.standby_offsets: dict[TP, int] = {}
+        self.active_highwaters = {tp: highwater}
+        self._active_events_received_at: dict[TP, float] = {}
+        self._standby_events_received_at: dict[TP, float] = {}
+        self._last_flush_at = 0.0
+        self._recovery_started_at = 1.0
+        self.in_recovery = True
+        self.ended = SimpleNamespace(set=lambda: None)
+
+    @property
+    def signal_recovery_end(self) -> Any:
+        return self.ended
+
+    def active_remaining(self) -> dict[TP, int]:
+        return {tp: self.active_highwaters[tp] - self.active_offsets[tp] for tp in self.active_tps}
+
+    def need_recovery(self) -> bool:
+        return any(n > 0 for n in self.active_remaining().values())
+
+    def flush_buffers(self) -> None:
+        pass
+
+    def _set_recovery_ended(self) -> None:
+        self.in_recovery = False
+
+
+def test_readiness_follows_each_restored_batch_without_waiting_for_the_timer() -> None:
+    # A restore shorter than the report timer's period must still be seen on /readyz: the
+    # watch reports from the restore itself, before and after each batch.
+    tp = TP("app-threads-changelog", 0)
+    fake_recovery = _Recovery(tp, highwater=3)
+    app: Any = SimpleNamespace(tables=SimpleNamespace(recovery=fake_recovery))
+    app.recovery_watch = RecoveryWatch(app)
+    health = WorkerHealth()
+    RecoveryReport(app.recovery_watch, health)  # its timer never runs here
+    table = SimpleNamespace(data=SimpleNamespace(data={}))
+    restorer = ChangelogRestorer(app, table)
+
+    restorer.restore(tp, [_Record(0, b"a", b"1"), _Record(1, b"b", b"2")])
+    status, body = health.readyz()
+    assert status == 503 and "recovering" in body["reasons"]
+    assert body["recovery_progress"] == round(2 / 4, 4)  # 2 of the 4 offsets to the highwater
+
+    restorer.restore(tp, [_Record(2, b"c", b"3"), _Record(3, b"a", None)])
+    assert not fake_recovery.in_recovery
+    assert "recovering" not in health.reasons and health.recovery_progress is None
+    assert table.data.data == {b"b": b"2", b"c": b"3"}

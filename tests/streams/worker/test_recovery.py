@@ -23,13 +23,14 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 def run_bench(bootstrap: str, threads: int) -> dict[str, Any]:
-    # Small fetches make the restore take many batches, so the answers in between are seen.
+    # Tiny batches make the restore of 10k threads take ~8,000 batches (about a second), so
+    # several answers fall inside it (at 20 a batch it lasted ~0.2 s: one or two answers).
     bench = subprocess.Popen(
         [
             sys.executable,
             str(ROOT / "benchmarks" / "recovery_bench.py"),
             *("--threads", str(threads), "--bootstrap", bootstrap),
-            *("--max-poll-records", "20", "--json"),
+            *("--max-poll-records", "2", "--json"),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -46,6 +47,19 @@ def run_bench(bootstrap: str, threads: int) -> dict[str, Any]:
     return result
 
 
+def timeline(readiness: list[dict[str, Any]]) -> str:
+    """Every answer, runs of the same status and reasons merged: first-last time, count."""
+    runs: list[list[Any]] = []
+    for answer in readiness:
+        what = (answer["status"], answer["reasons"])
+        if runs and runs[-1][0] == what:
+            runs[-1][2] = answer["at"]
+            runs[-1][3] += 1
+        else:
+            runs.append([what, answer["at"], answer["at"], 1])
+    return "; ".join(f"{a}-{b} s: {w[0]} {w[1]} x{n}" for w, a, b, n in runs)
+
+
 def test_a_cold_worker_is_alive_recovering_then_ready_with_the_same_numbers(
     kafka_broker: LocalKafka,
 ) -> None:
@@ -54,8 +68,9 @@ def test_a_cold_worker_is_alive_recovering_then_ready_with_the_same_numbers(
         {k: v for k, v in result.items() if k not in ("readiness", "differences")},
     )
     readiness = result["readiness"]
+    print(timeline(readiness))
     recovering = [r for r in readiness if "recovering" in r["reasons"]]
-    assert recovering, f"never saw /readyz say recovering: {readiness[:20]}"
+    assert recovering, f"never saw /readyz say recovering: {timeline(readiness)}"
     assert all(r["status"] == 503 for r in recovering)
     progress = [r["progress"] for r in recovering]
     assert all(p is not None and 0.0 <= p <= 1.0 for p in progress), progress
